@@ -1,0 +1,72 @@
+"""The Typer app: parse, call library code, render. No torch at module level (`ptm --help` is fast)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from ptmcli import __version__
+from ptmcli.commands import classify as classify_cmds
+from ptmcli.errors import EXIT_CANNOT_START, PtmError
+
+app = typer.Typer(
+    name="ptm",
+    help="Run the pretrained networks of 'Deep Learning with PyTorch' on your own files.\n\n"
+    "Exit codes: 0 all good, 1 some inputs failed (the rest were processed), 2 could not start.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_debug = {"on": os.environ.get("PTM_DEBUG", "") not in ("", "0")}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ptm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks (also PTM_DEBUG=1).")] = False,
+) -> None:
+    if debug:
+        _debug["on"] = True
+
+
+app.command("classify")(classify_cmds.classify)
+app.command("models")(classify_cmds.models)
+
+
+def main() -> None:
+    """Console entry point: maps every error a user can cause to one message and an exit code."""
+    try:
+        app()
+    except PtmError as exc:
+        if _debug["on"]:
+            raise
+        sys.stderr.write(f"ptm: error: {exc.message}\n")
+        for hint in exc.hints:
+            sys.stderr.write(f"  {hint}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("ptm: interrupted\n")
+        sys.exit(130)
+    except BrokenPipeError:
+        # The reader (head, less) went away: not an error of ours. Silence the flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+        if _debug["on"]:
+            raise
+        sys.stderr.write(f"ptm: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)\n")
+        sys.exit(EXIT_CANNOT_START)

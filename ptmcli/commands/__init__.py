@@ -1,0 +1,1 @@
+"""One module per command group; each function's docstring is its --help."""

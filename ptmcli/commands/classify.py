@@ -1,0 +1,96 @@
+"""ptm classify and ptm models."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from ptmcli.commands.common import (
+    BatchSizeOpt,
+    DeviceOpt,
+    FailFastOpt,
+    FormatOpt,
+    OfflineOpt,
+    OutputFormat,
+    WeightsOpt,
+)
+from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, NoInputs
+from ptmcli.registry import DEFAULT_CLASSIFIER
+
+
+def classify(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively), or - to read paths from stdin.", show_default=False)],
+    top: Annotated[int, typer.Option("--top", "-k", min=1, max=1000, help="How many classes to show per image.")] = 5,
+    model: Annotated[str, typer.Option("--model", "-m", help="Any name from `ptm models`.")] = DEFAULT_CLASSIFIER,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    batch_size: BatchSizeOpt = 16,
+    fmt: FormatOpt = OutputFormat.auto,
+    offline: OfflineOpt = False,
+    fail_fast: FailFastOpt = False,
+    with_errors: Annotated[bool, typer.Option("--with-errors", help="Also print a row (status=error) for each failed input, so rows stay aligned with inputs.")] = False,
+) -> None:
+    """Classify images with an ImageNet model (ResNet101 by default, as in the book).
+
+    Examples:
+
+      ptm classify bobby.jpg --top 5
+
+      ptm classify photos/ --model efficientnet_lite0 --format jsonl > out.jsonl
+
+      find . -name '*.jpg' | ptm classify - --format csv
+    """
+    from ptmcli import weights as weight_files
+    from ptmcli.device import resolve_device
+    from ptmcli.inputs import collect_inputs
+    from ptmcli.models.classifier import Classifier
+    from ptmcli.registry import get_classifier
+    from ptmcli.render import ClassificationWriter, error_line, progress, transfer_progress
+
+    items = list(collect_inputs(paths, sys.stdin))
+    if not items:
+        raise NoInputs("no images to classify", ["name image files or folders that hold images, or - for stdin"])
+    spec = get_classifier(model)
+    torch_device = resolve_device(device)
+    with transfer_progress(f"downloading {spec.weights.filename}") as on_bytes:
+        weights_path = weight_files.resolve(
+            spec.weights, weights, offline=weight_files.offline_requested(offline), progress=on_bytes
+        )
+    classifier = Classifier(spec, weights_path, torch_device)
+
+    writer = ClassificationWriter(fmt.value, sys.stdout, with_errors=with_errors)
+    failed = 0
+    with progress(len(items), "classifying") as advance:
+        for batch in classifier.classify(items, top=top, batch_size=batch_size):
+            for result in batch:
+                if not result.ok:
+                    error_line(result.error)
+                    failed += 1
+            writer.write(batch)
+            advance(len(batch))
+            if failed and fail_fast:
+                break
+    writer.close()
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def models(
+    pattern: Annotated[Optional[str], typer.Argument(help="Only names matching this glob, e.g. 'resnet*'.")] = None,
+    fmt: FormatOpt = OutputFormat.auto,
+) -> None:
+    """List the classifiers ptm can run: size, ImageNet accuracy, and whether weights are here.
+
+    Examples:
+
+      ptm models
+
+      ptm models 'efficientnet*' --format json
+    """
+    from ptmcli.registry import list_classifiers
+    from ptmcli.render import render_models
+    from ptmcli.weights import find
+
+    specs = list_classifiers(pattern)
+    render_models([(spec, find(spec.weights)) for spec in specs], fmt.value, sys.stdout)

@@ -1,0 +1,35 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from ptmcli.device import DEVICE_HELP
+
+
+class OutputFormat(str, Enum):
+    auto = "auto"
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+
+
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help=DEVICE_HELP, envvar="PTM_DEVICE")]
+WeightsOpt = Annotated[
+    Optional[str],
+    typer.Option("--weights", "-w", help="A local weights file (state dict); skips the search and any download."),
+]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help="Never touch the network (also PTM_OFFLINE=1).")
+]
+FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")]
+FormatOpt = Annotated[
+    OutputFormat,
+    typer.Option("--format", "-f", help="auto: a table on a terminal, tsv in a pipe or file.", case_sensitive=False),
+]

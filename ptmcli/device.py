@@ -1,0 +1,43 @@
+"""--device and --precision -> a torch device and dtype, refusing what this machine lacks."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from ptmcli.errors import DeviceUnavailable, UsageProblem
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(name: str) -> "torch.device":
+    import torch
+
+    name = name.strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if re.fullmatch(r"cuda(:\d+)?", name):
+        if not torch.cuda.is_available():
+            raise DeviceUnavailable(
+                f"--device {name}: CUDA is not available on this machine",
+                ["use --device cpu (or auto), or install a CUDA build of PyTorch on a machine with an NVIDIA GPU"],
+            )
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise DeviceUnavailable(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)",
+                [f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"],
+            )
+        return torch.device("cuda", index)
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceUnavailable("--device mps: Apple's MPS backend is not available here", ["use --device cpu"])
+        return torch.device("mps")
+    raise UsageProblem(f"--device {name!r} is not a device", [f"use {DEVICE_HELP}"])

@@ -1,0 +1,60 @@
+"""The errors a user can cause. Library code raises these; the CLI turns them into messages.
+
+Exit codes (documented in README): 0 all good, 1 some inputs failed while the rest were
+processed, 2 the run could not start.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_CANNOT_START = 2
+
+
+class PtmError(Exception):
+    """A problem the user can fix: a one-line message and, optionally, lines saying how."""
+
+    exit_code = EXIT_CANNOT_START
+
+    def __init__(self, message: str, hints: list[str] | tuple[str, ...] = ()):
+        super().__init__(message)
+        self.message = message
+        self.hints = tuple(hints)
+
+
+class UsageProblem(PtmError):
+    """Options that contradict each other or are out of range."""
+
+
+class NoInputs(PtmError):
+    """Nothing to process."""
+
+
+class UnknownModel(PtmError):
+    """A model name ptm does not know."""
+
+
+class WeightsNotFound(PtmError):
+    """No weight file on this machine, and it could not (or must not) be downloaded."""
+
+
+class WeightsInvalid(PtmError):
+    """A weight file that is damaged, fails its hash, or does not fit the model."""
+
+
+class DownloadFailed(PtmError):
+    """A transfer that did not complete or did not verify."""
+
+
+class DeviceUnavailable(PtmError):
+    """A --device that this machine does not have."""
+
+
+class OutputExists(PtmError):
+    """An output that would be replaced without --force."""
+
+
+class InputError(PtmError):
+    """One input that could not be processed; the others still are."""
+
+    exit_code = EXIT_SOME_FAILED

@@ -1,0 +1,156 @@
+"""Paths, folders and stdin -> input items; image decoding rules (EXIF, modes, size limits).
+
+Torch-free on purpose: decoding runs in the prefetch thread and in tests without a model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator, TextIO
+
+from ptmcli.errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Lower-cased; matched against the suffix in any case (.JPG, .Jpeg, ...).
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm",
+     ".pbm", ".pnm", ".tga", ".ico", ".jfif", ".avif", ".heic", ".heif", ".dib", ".pcx", ".sgi"}
+)
+
+# 100 megapixels: a 10,000 x 10,000 photo still opens; a decompression bomb does not.
+# Override with PTM_MAX_PIXELS for scans larger than that.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+def max_pixels() -> int:
+    value = os.environ.get("PTM_MAX_PIXELS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input as the user named it; `error` is set when it cannot even be looked at."""
+
+    path: str
+    error: str | None = None
+
+
+def _walk_images(folder: Path) -> Iterator[Path]:
+    # Sorted at each level so the order is stable across runs and machines.
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                yield Path(root) / name
+
+
+def collect_inputs(args: Iterable[str], stdin: TextIO | None = None) -> Iterator[InputItem]:
+    """Expand files, folders (recursively) and `-` (paths from stdin, one a line) into items.
+
+    Named files are kept whatever their extension (the content decides); folders contribute only
+    files with an image extension. Missing paths become items with an error, so they are reported
+    in order with the others.
+    """
+    for arg in args:
+        if arg == "-":
+            for line in stdin if stdin is not None else sys.stdin:
+                line = line.rstrip("\r\n")
+                if line:
+                    yield from collect_inputs([line])
+            continue
+        path = Path(arg)
+        if path.is_dir():
+            yield from (InputItem(str(p)) for p in _walk_images(path))
+        elif path.exists():
+            yield InputItem(arg)
+        else:
+            yield InputItem(arg, error="no such file or directory")
+
+
+def _to_rgb(image: "Image.Image") -> "Image.Image":
+    """Any Pillow mode -> RGB, the way a person looking at the picture would expect."""
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        image = _scale_to_8bit(image)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Transparent pixels carry arbitrary colour; show them on white, as viewers do.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _scale_to_8bit(image: "Image.Image") -> "Image.Image":
+    """16-bit, 32-bit integer and float images to L, scaling their real range, not clipping."""
+    import numpy as np
+    from PIL import Image
+
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        array = array / 257.0
+    else:
+        finite = array[np.isfinite(array)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if image.mode == "F" and low >= 0.0 and high <= 1.0:
+            low, high = 0.0, 1.0
+        elif low >= 0 and high <= 255:
+            low, high = 0.0, 255.0
+        array = (np.nan_to_num(array, nan=low) - low) * (255.0 / max(high - low, 1e-12))
+    return Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), mode="L")
+
+
+def open_image(path: str, min_short_side: int | None = None) -> "Image.Image":
+    """Decode one image file to RGB with EXIF orientation applied; raise InputError otherwise.
+
+    `min_short_side` lets JPEG decoding skip detail the model will not see: the decoder works at
+    1/2, 1/4 or 1/8 scale while the short side stays at least that long, which is most of the
+    decoding cost for camera photos.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    limit = max_pixels()
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its limit; here the limit is the limit.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if getattr(image, "n_frames", 1) > 1:
+                    image.seek(0)
+                if min_short_side and image.format == "JPEG":
+                    short = min(image.size)
+                    if short >= 2 * min_short_side:
+                        scale = min_short_side / short
+                        image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return _to_rgb(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(
+            f"{path}: image is larger than {limit:,} pixels (possible decompression bomb); "
+            "set PTM_MAX_PIXELS to allow it"
+        ) from None
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image Pillow can read") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        # Truncated files, broken chunks and bad headers all surface as one of these.
+        reason = str(exc) or type(exc).__name__
+        raise InputError(f"{path}: cannot decode image ({reason})") from None

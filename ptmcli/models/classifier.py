@@ -1,0 +1,116 @@
+"""ImageNet classification: load a model once, classify batches, hand back plain results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+from ptmcli.batching import prefetch_batches
+from ptmcli.errors import WeightsInvalid
+from ptmcli.inputs import InputItem, open_image
+from ptmcli.preprocess import resize_and_crop, to_batch
+from ptmcli.registry import ClassifierSpec
+from ptmcli.results import Classification, Prediction
+from ptmcli.weights import check_keys, load_state_dict
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+def build_with_weights(spec: ClassifierSpec, weights_path: Path) -> "torch.nn.Module":
+    """Build `spec`'s network and load a state dict into it, strictly.
+
+    The network is built on the meta device and the weights are memory-mapped and assigned, so no
+    time goes into random initialisation that the checkpoint would overwrite anyway.
+    """
+    import torch
+
+    state = load_state_dict(weights_path)
+    if spec.fix_state_dict is not None:
+        state = spec.fix_state_dict(state)
+    try:
+        with torch.device("meta"):
+            model = spec.build()
+    except Exception:  # noqa: BLE001 - some builders initialise in ways meta tensors refuse
+        model = spec.build()
+    check_keys(model, state, weights_path, spec.name)
+    model.load_state_dict(state, strict=True, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        # A buffer the checkpoint does not carry (non-persistent) stayed on meta: build for real.
+        real = spec.build()
+        real.load_state_dict(state, strict=True)
+        model = real
+    if spec.after_load is not None:
+        spec.after_load(model)
+    return model.eval()
+
+
+class Classifier:
+    """One model, loaded once, on one device."""
+
+    def __init__(
+        self,
+        spec: ClassifierSpec,
+        weights_path: Path,
+        device: "torch.device",
+        precision: str = "fp32",
+    ):
+        import torch
+
+        self.spec = spec
+        self.device = device
+        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.categories = spec.categories()
+        model = build_with_weights(spec, weights_path)
+        out_features = _num_outputs(model)
+        if out_features is not None and out_features != len(self.categories):
+            raise WeightsInvalid(
+                f"{spec.name} from {weights_path} has {out_features} outputs, "
+                f"but its class list has {len(self.categories)}",
+                ["use ImageNet weights (1000 classes)"],
+            )
+        self.model = model.to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
+
+    def prepare(self, path: str) -> "np.ndarray":
+        """Decode and crop one file; runs in the decode thread."""
+        image = open_image(path)
+        return resize_and_crop(image, self.spec.preprocess)
+
+    def predict(self, arrays: list["np.ndarray"], top: int) -> list[tuple[Prediction, ...]]:
+        import torch
+
+        batch = to_batch(arrays, self.spec.preprocess, self.device, self.dtype)
+        with torch.inference_mode():
+            logits = self.model(batch)
+            probs = logits.float().softmax(dim=1)
+            values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
+        values, indices = values.cpu().tolist(), indices.cpu().tolist()
+        return [
+            tuple(
+                Prediction(rank=r + 1, index=i, label=self.categories[i], probability=p)
+                for r, (p, i) in enumerate(zip(row_p, row_i))
+            )
+            for row_p, row_i in zip(values, indices)
+        ]
+
+    def classify(self, items: Iterable[InputItem], top: int, batch_size: int) -> Iterator[list[Classification]]:
+        """Results batch by batch, in input order; failed inputs carry their error."""
+        for batch in prefetch_batches(items, self.prepare, batch_size):
+            good = [loaded.value for loaded in batch if loaded.error is None]
+            predictions = iter(self.predict(good, top) if good else [])
+            yield [
+                Classification(loaded.item.path, error=loaded.error)
+                if loaded.error
+                else Classification(loaded.item.path, next(predictions))
+                for loaded in batch
+            ]
+
+
+def _num_outputs(model) -> int | None:
+    last = None
+    for module in model.modules():
+        if hasattr(module, "out_features"):
+            last = module.out_features
+    return last
+

@@ -1,0 +1,71 @@
+"""Resize and crop exactly as torchvision's `weights.transforms()` does on a PIL image.
+
+Split in two so each half runs where it is cheapest: `resize_and_crop` (Pillow and NumPy, in the
+decode thread, no torch) and `to_batch` (torch, once per batch, on the model's device).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ptmcli.registry import Preprocess
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+_PIL_FILTERS = {"nearest": 0, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5, "lanczos": 1}
+
+# Beyond this many crop-widths, resizing the whole strip would allocate gigabytes for a sliver of
+# a panorama (or a hostile 100000x1 file); then only the centre region is resampled.
+_MAX_LONG_SIDE_IN_CROPS = 8
+
+
+def resize_and_crop(image: "Image.Image", spec: Preprocess) -> "np.ndarray":
+    """RGB PIL image -> uint8 array [crop, crop, 3]: short side to `resize`, centre crop."""
+    import numpy as np
+
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    # torchvision truncates the long side (int(), not round()); matching it keeps results equal.
+    new_short, new_long = spec.resize, int(spec.resize * long / short)
+    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    resample = _PIL_FILTERS[spec.interpolation]
+    crop = spec.crop
+    if new_long > _MAX_LONG_SIDE_IN_CROPS * max(crop, spec.resize):
+        scale_x, scale_y = width / new_w, height / new_h
+        left, top = round((new_w - crop) / 2.0), round((new_h - crop) / 2.0)
+        box = (left * scale_x, top * scale_y, (left + crop) * scale_x, (top + crop) * scale_y)
+        return np.asarray(image.resize((crop, crop), resample, box=box))
+    if (new_w, new_h) != (width, height):
+        image = image.resize((new_w, new_h), resample)
+    top = int(round((new_h - crop) / 2.0))
+    left = int(round((new_w - crop) / 2.0))
+    if top < 0 or left < 0:
+        # resize < crop (never for shipped specs): pad with black as torchvision does.
+        from PIL import ImageOps
+
+        image = ImageOps.pad(image, (max(crop, new_w), max(crop, new_h)), color=(0, 0, 0))
+        top, left = max(top, 0), max(left, 0)
+    return np.asarray(image.crop((left, top, left + crop, top + crop)))
+
+
+def to_batch(
+    arrays: list["np.ndarray"],
+    spec: Preprocess,
+    device: "torch.device",
+    dtype: "torch.dtype",
+) -> "torch.Tensor":
+    """uint8 HWC arrays -> normalised NCHW batch in channels_last memory order on `device`."""
+    import numpy as np
+    import torch
+
+    batch = torch.from_numpy(np.stack(arrays))
+    if device.type == "cuda":
+        batch = batch.pin_memory().to(device, non_blocking=True)
+    # NHWC storage viewed as NCHW is exactly channels_last: no copy, and convolutions prefer it.
+    batch = batch.permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(spec.mean, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=batch.device).view(1, 3, 1, 1)
+    return batch.sub_(mean).div_(std).to(dtype)

@@ -1,0 +1,39 @@
+"""Results as frozen dataclasses of plain values: renderers and their tests never need torch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Prediction:
+    rank: int
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The top-k predictions for one input, or why there are none."""
+
+    path: str
+    predictions: tuple[Prediction, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "error"
+
+    def to_dict(self) -> dict:
+        if not self.ok:
+            return {"path": self.path, "status": "error", "error": self.error}
+        return {
+            "path": self.path,
+            "status": "ok",
+            "predictions": [asdict(p) for p in self.predictions],
+        }
