@@ -121,12 +121,16 @@ def open_image(path: str, min_short_side: int | None = None) -> "Image.Image":
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     limit = max_pixels()
-    Image.MAX_IMAGE_PIXELS = limit
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        # Pillow refuses at twice its own limit before we can look; let a raised limit through.
+        Image.MAX_IMAGE_PIXELS = limit
     try:
         with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its limit; here the limit is the limit.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns between 1x and 2x its limit; ours is checked below, exactly.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                if image.width * image.height > limit:
+                    raise Image.DecompressionBombError(f"{image.width}x{image.height}")
                 if getattr(image, "n_frames", 1) > 1:
                     image.seek(0)
                 if min_short_side and image.format == "JPEG":
@@ -137,7 +141,7 @@ def open_image(path: str, min_short_side: int | None = None) -> "Image.Image":
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb(image)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise InputError(
             f"{path}: image is larger than {limit:,} pixels (possible decompression bomb); "
             "set PTM_MAX_PIXELS to allow it"

@@ -13,6 +13,7 @@ Downloads go to torchvision's cache, so ptm and torchvision share one copy.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import tempfile
@@ -223,7 +224,10 @@ def download(
                     f"{weight.expected_hash()[:16]}..."
                 )
         os.replace(partial, destination)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except urllib.error.HTTPError as exc:
+        partial.unlink(missing_ok=True)
+        raise DownloadFailed(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         partial.unlink(missing_ok=True)
         reason = getattr(exc, "reason", None) or exc
         raise DownloadFailed(f"{url}: {reason}") from None
