@@ -1,14 +1,17 @@
-"""Decode inputs in a background thread while the model computes, in bounded batches.
+"""Decode inputs in background threads while the model computes, in bounded batches.
 
-One thread is enough: Pillow's decoders and resizers release the GIL, and on a 2-core machine a
-process pool only moves the same work to the same cores at the price of pickling every image.
-The queue is bounded, so memory stays flat however many inputs there are.
+Threads, not processes: Pillow's decoders and resizers release the GIL, and a process pool would
+pickle every image. On a small CPU one decode thread is right (decode and model share the same
+cores); with a GPU doing the math, more threads keep it fed. Queues are bounded, so memory stays
+flat however many inputs there are.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Generic, Hashable, Iterable, Iterator, TypeVar
 
@@ -46,6 +49,7 @@ def prefetch_batches(
     batch_size: int,
     group_key: Callable[[T], Hashable] | None = None,
     depth: int = 2,
+    workers: int = 1,
 ) -> Iterator[list[Loaded[T]]]:
     """Yield lists of up to `batch_size` loaded items, in input order.
 
@@ -68,10 +72,9 @@ def prefetch_batches(
         batch: list[Loaded[T]] = []
         key = None
         try:
-            for item in items:
+            for loaded in _ordered_loads(items, load, workers, window=batch_size * depth, stop=stop):
                 if stop.is_set():
                     return
-                loaded = _load_one(item, load)
                 if group_key is not None and loaded.value is not None:
                     new_key = group_key(loaded.value)
                     if batch and key is not None and new_key != key and any(b.value is not None for b in batch):
@@ -103,3 +106,24 @@ def prefetch_batches(
             yield obj
     finally:
         stop.set()
+
+
+def _ordered_loads(items: Iterable[InputItem], load: Callable[[str], T], workers: int, window: int,
+                   stop: threading.Event) -> Iterator[Loaded[T]]:
+    """`_load_one` over `items`, in input order, with up to `workers` decodes in flight."""
+    if workers <= 1:
+        for item in items:
+            yield _load_one(item, load)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ptm-decode") as pool:
+        pending: deque = deque()
+        for item in items:
+            if stop.is_set():
+                break
+            pending.append(pool.submit(_load_one, item, load))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending and not stop.is_set():
+            yield pending.popleft().result()
+        for future in pending:
+            future.cancel()

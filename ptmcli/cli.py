@@ -50,6 +50,8 @@ def main() -> None:
     """Console entry point: maps every error a user can cause to one message and an exit code."""
     try:
         app()
+    except SystemExit as exc:
+        _exit_now(exc.code)
     except PtmError as exc:
         if _debug["on"]:
             raise
@@ -70,3 +72,24 @@ def main() -> None:
             raise
         sys.stderr.write(f"ptm: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)\n")
         sys.exit(EXIT_CANNOT_START)
+
+
+def _exit_now(code) -> None:
+    """Exit without the interpreter's teardown once output is flushed.
+
+    Unloading torch and its thread pools takes most of a second and does nothing for the user;
+    every file ptm writes is closed (and renamed into place) before this point.
+    """
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    if "torch" not in sys.modules:
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(code)

@@ -41,3 +41,33 @@ def resolve_device(name: str) -> "torch.device":
             raise DeviceUnavailable("--device mps: Apple's MPS backend is not available here", ["use --device cpu"])
         return torch.device("mps")
     raise UsageProblem(f"--device {name!r} is not a device", [f"use {DEVICE_HELP}"])
+
+
+PRECISION_HELP = "fp32 (exact, default), bf16 (CPUs with AVX512-BF16/AMX, recent GPUs), fp16 (GPUs)"
+
+
+def resolve_precision(name: str, device: "torch.device") -> "torch.dtype":
+    """--precision -> dtype, refusing combinations that would crash or crawl on this hardware."""
+    import torch
+
+    name = name.strip().lower()
+    if name == "fp32":
+        return torch.float32
+    if name == "bf16":
+        if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            raise UsageProblem(
+                "--precision bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX); "
+                "it would run slower than fp32",
+                ["use --precision fp32 on this machine"],
+            )
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UsageProblem("--precision bf16: this GPU has no bfloat16 support", ["use --precision fp16"])
+        return torch.bfloat16
+    if name == "fp16":
+        if device.type == "cpu":
+            raise UsageProblem(
+                "--precision fp16 runs on GPUs only; on a CPU, half precision is bf16",
+                ["use --precision bf16 (if the CPU supports it) or fp32"],
+            )
+        return torch.float16
+    raise UsageProblem(f"--precision {name!r} is not a precision", [f"use {PRECISION_HELP}"])

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("PTM_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
 def shared_file(name: str) -> Path:
@@ -84,3 +84,22 @@ def make_image(tmp_path: Path):
         return path
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run where CUDA is (TORCH_DEVICE picks the card) and skip elsewhere."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in gpu_items:
+        item.add_marker(skip)
+
+
+@pytest.fixture
+def cuda_device() -> str:
+    return os.environ.get("TORCH_DEVICE", "cuda")

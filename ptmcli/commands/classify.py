@@ -9,11 +9,13 @@ import typer
 
 from ptmcli.commands.common import (
     BatchSizeOpt,
+    CompileOpt,
     DeviceOpt,
     FailFastOpt,
     FormatOpt,
     OfflineOpt,
     OutputFormat,
+    PrecisionOpt,
     WeightsOpt,
 )
 from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, NoInputs
@@ -26,6 +28,9 @@ def classify(
     model: Annotated[str, typer.Option("--model", "-m", help="Any name from `ptm models`.")] = DEFAULT_CLASSIFIER,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    compile: CompileOpt = False,
+    exact_decode: Annotated[bool, typer.Option("--exact-decode", help="Decode JPEGs at full size before resizing, exactly as torchvision; slower on large photos.")] = False,
     batch_size: BatchSizeOpt = 16,
     fmt: FormatOpt = OutputFormat.auto,
     offline: OfflineOpt = False,
@@ -41,9 +46,11 @@ def classify(
       ptm classify photos/ --model efficientnet_lite0 --format jsonl > out.jsonl
 
       find . -name '*.jpg' | ptm classify - --format csv
+
+      ptm classify big_folder/ --precision bf16 --compile --format jsonl > out.jsonl
     """
     from ptmcli import weights as weight_files
-    from ptmcli.device import resolve_device
+    from ptmcli.device import resolve_device, resolve_precision
     from ptmcli.inputs import collect_inputs
     from ptmcli.models.classifier import Classifier
     from ptmcli.registry import get_classifier
@@ -54,11 +61,14 @@ def classify(
         raise NoInputs("no images to classify", ["name image files or folders that hold images, or - for stdin"])
     spec = get_classifier(model)
     torch_device = resolve_device(device)
+    dtype = resolve_precision(precision, torch_device)
     with transfer_progress(f"downloading {spec.weights.filename}") as on_bytes:
         weights_path = weight_files.resolve(
             spec.weights, weights, offline=weight_files.offline_requested(offline), progress=on_bytes
         )
-    classifier = Classifier(spec, weights_path, torch_device)
+    classifier = Classifier(spec, weights_path, torch_device, dtype, compile=compile, fast_decode=not exact_decode)
+    if compile:
+        classifier.use_fixed_batch(min(batch_size, len(items)))
 
     writer = ClassificationWriter(fmt.value, sys.stdout, with_errors=with_errors)
     failed = 0

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ptmcli.device import DEVICE_HELP
+from ptmcli.device import DEVICE_HELP, PRECISION_HELP
 
 
 class OutputFormat(str, Enum):
@@ -32,4 +32,10 @@ BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Im
 FormatOpt = Annotated[
     OutputFormat,
     typer.Option("--format", "-f", help="auto: a table on a terminal, tsv in a pipe or file.", case_sensitive=False),
+]
+PrecisionOpt = Annotated[str, typer.Option("--precision", "-p", help=PRECISION_HELP, envvar="PTM_PRECISION")]
+CompileOpt = Annotated[
+    bool,
+    typer.Option("--compile", help="torch.compile the model (Inductor, frozen weights): pays 15-60 s once per "
+                 "process, then runs faster. For long runs."),
 ]

@@ -1,0 +1,45 @@
+"""CUDA paths: same answers as the CPU, at every GPU precision. Skipped without a GPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import EXAMPLES, shared_file
+
+pytestmark = pytest.mark.gpu
+LITE = ["--model", "efficientnet_lite0", "--format", "jsonl", "--top", "3"]
+
+
+def top1(stdout: str) -> list[str]:
+    return [json.loads(line)["predictions"][0]["label"] for line in stdout.splitlines()]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_agrees_with_cpu(run_ptm, cuda_device, precision):
+    images = [EXAMPLES / "coffee.png", EXAMPLES / "chelsea.png"]
+    cpu = run_ptm("classify", *images, *LITE, "--device", "cpu")
+    gpu = run_ptm("classify", *images, *LITE, "--device", cuda_device, "--precision", precision)
+    assert gpu.returncode == 0, gpu.stderr
+    assert top1(gpu.stdout) == top1(cpu.stdout)
+
+
+def test_auto_picks_cuda_and_many_images_stay_in_order(run_ptm, tmp_path):
+    import shutil
+
+    for i in range(40):
+        shutil.copy(EXAMPLES / ("coffee.png" if i % 2 else "chelsea.png"), tmp_path / f"{i:03d}.png")
+    done = run_ptm("classify", tmp_path, *LITE, "--batch-size", "8")
+    assert done.returncode == 0, done.stderr
+    labels = top1(done.stdout)
+    assert labels[1::2] == ["espresso"] * 20
+    assert "espresso" not in labels[0::2]
+
+
+def test_cuda_compile_bf16(run_ptm, cuda_device):
+    bobby = shared_file("bobby.jpg")
+    done = run_ptm("classify", bobby, EXAMPLES / "coffee.png", *LITE, "--device", cuda_device,
+                   "--precision", "bf16", "--compile")
+    assert done.returncode == 0, done.stderr
+    assert top1(done.stdout) == ["golden retriever", "espresso"]
