@@ -77,7 +77,29 @@ class ClassifierSpec:
 _TORCHVISION_LICENSE = "BSD-3-Clause (torchvision); see each model's recipe for its training data terms"
 
 
-def _imagenet_categories() -> list[str]:
+@lru_cache(maxsize=1)
+def imagenet_categories() -> list[str]:
+    """torchvision's ImageNet class names, read from its source without importing it.
+
+    Importing torchvision costs over a second (it pulls in torch._dynamo); the models that ship
+    with ptm need only this list, so the offline path starts that much sooner.
+    """
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is not None and spec.submodule_search_locations:
+        meta = os.path.join(list(spec.submodule_search_locations)[0], "models", "_meta.py")
+        try:
+            for node in ast.parse(open(meta, encoding="utf-8").read()).body:
+                if isinstance(node, ast.Assign) and any(
+                    getattr(t, "id", None) == "_IMAGENET_CATEGORIES" for t in node.targets
+                ):
+                    names = ast.literal_eval(node.value)
+                    if isinstance(names, list) and len(names) == 1000:
+                        return names
+        except (OSError, SyntaxError, ValueError):
+            pass
     from torchvision.models import ResNet50_Weights
 
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
@@ -189,7 +211,7 @@ def _efficientnet_lite0_spec() -> ClassifierSpec:
             resize=256, crop=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3, interpolation="bilinear"
         ),
         build=build,
-        categories=_imagenet_categories,
+        categories=imagenet_categories,
         num_params=4_652_008,
         acc1=75.1,  # TensorFlow's published top-1 for EfficientNet-Lite0
         acc5=None,

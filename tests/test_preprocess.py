@@ -40,3 +40,11 @@ def test_efficientnet_lite_scaling_is_tensorflows():
     batch = to_batch([pixels], spec, torch.device("cpu"), torch.float32)
     expected = torch.tensor([(0 - 127) / 128, 0.0, (255 - 127) / 128])
     assert torch.allclose(batch[0, :, 0, 0], expected, atol=1e-6)
+
+
+def test_imagenet_categories_read_without_import_equal_torchvisions():
+    from torchvision.models import ResNet50_Weights
+
+    from ptmcli.registry import imagenet_categories
+
+    assert imagenet_categories() == ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
