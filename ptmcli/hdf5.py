@@ -141,36 +141,34 @@ def hdf5_path(*parts: str) -> str:
 
 @dataclass
 class _Sources:
-    tensors: list[str] = field(default_factory=list)
+    # tensor files in input order, each with the error that already rules it out (or None)
+    tensors: list[tuple[str, str | None]] = field(default_factory=list)
     images: list[InputItem] = field(default_factory=list)
     # explicitly named files that are no tensor format: decoded as images, errors say both
     named_images: set[str] = field(default_factory=set)
 
 
-def _classify_sources(args: Iterable[str], stdin: TextIO | None, on_error: Callable[[str], None]) -> tuple[_Sources, int]:
+def _classify_sources(args: Iterable[str], stdin: TextIO | None) -> _Sources:
     sources = _Sources()
-    failed = 0
     for arg in args:
+        from_folder = arg != "-" and Path(arg).is_dir()
         for item in collect_inputs([arg], stdin):
             if item.error:
-                on_error(f"{item.path}: {item.error}")
-                failed += 1
-                continue
-            if arg != "-" and Path(arg).is_dir():
+                sources.tensors.append((item.path, f"{item.path}: {item.error}"))
+            elif from_folder:
                 sources.images.append(item)  # folders hold images, as for `ptm classify`
-                continue
-            try:
-                fmt = sniff_format(item.path)
-            except InputError as exc:
-                on_error(exc.message)
-                failed += 1
-                continue
-            if fmt is None:
-                sources.images.append(item)
-                sources.named_images.add(item.path)
             else:
-                sources.tensors.append(item.path)
-    return sources, failed
+                try:
+                    fmt = sniff_format(item.path)
+                except InputError as exc:
+                    sources.tensors.append((item.path, exc.message))
+                    continue
+                if fmt is None:
+                    sources.images.append(item)
+                    sources.named_images.add(item.path)
+                else:
+                    sources.tensors.append((item.path, None))
+    return sources
 
 
 def export_hdf5(
@@ -181,7 +179,8 @@ def export_hdf5(
     on_progress: Callable[[int], None] | None = None,
     stdin: TextIO | None = None,
 ) -> ExportResult:
-    """Write every source into OUTPUT; one on_error call per bad input, the others still written."""
+    """Write every source into OUTPUT; one on_error call per bad input (tensor files in input
+    order, then images), the others still written."""
     import h5py
 
     check_options(options)
@@ -196,11 +195,18 @@ def export_hdf5(
     if not out.parent.exists() and str(out.parent) not in ("", "."):
         raise UsageProblem(f"-o {output}: folder {out.parent} does not exist")
 
-    sources, failed = _classify_sources(args, stdin, on_error)
-    if failed and options.fail_fast:
-        return ExportResult(str(out), failed=failed)
+    sources = _classify_sources(args, stdin)
+    usable = [path for path, error in sources.tensors if error is None]
+    # Names depend on what was asked for, not on which inputs turn out to be broken.
     units = len(sources.tensors) + (1 if sources.images else 0)
-    if units == 0:
+    failed = 0
+    if not usable and not sources.images or options.fail_fast and len(usable) < len(sources.tensors):
+        for path, error in sources.tensors:
+            if error:
+                on_error(error)
+                failed += 1
+                if options.fail_fast:
+                    break
         return ExportResult(str(out), failed=failed)
 
     folder = str(out.parent) if str(out.parent) else "."
@@ -214,18 +220,19 @@ def export_hdf5(
             shutil.copyfile(out, tmp)
         with h5py.File(tmp, "a" if appending else "w") as h5:
             writer = _Writer(h5, options)
-            for path in sources.tensors:
-                base = _tensor_base(path, options, units)
-                try:
-                    done, skip = writer.write_source(path, base)
-                except InputError as exc:
-                    on_error(exc.message)
-                    failed += 1
-                    if options.fail_fast:
-                        break
-                    continue
-                written.extend(done)
-                skipped.extend(skip)
+            for path, error in sources.tensors:
+                if error is None:
+                    try:
+                        done, skip = writer.write_source(path, _tensor_base(path, options, units))
+                        written.extend(done)
+                        skipped.extend(skip)
+                        continue
+                    except InputError as exc:
+                        error = exc.message
+                on_error(error)
+                failed += 1
+                if options.fail_fast:
+                    break
             if sources.images and not (failed and options.fail_fast):
                 name = _image_name(options, units)
                 done, image_failures = writer.write_images(sources, name, on_error, on_progress)
@@ -558,4 +565,5 @@ def _to_numpy(block, stored):
         if carrier is not None and block.dtype != carrier:
             block = block.to(carrier)
         block = block.cpu().numpy()
-    return np.ascontiguousarray(block, dtype=stored)
+    # np.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d).
+    return np.require(np.asarray(block, dtype=stored), requirements="C")

@@ -960,7 +960,8 @@ def _h5_to_torch(array, torch_dtype):
         return array  # strings, compounds: NumPy keeps them
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    # np.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d).
+    tensor = torch.from_numpy(np.require(array, requirements="C"))
     return tensor if tensor.dtype == torch_dtype else tensor.to(torch_dtype)
 
 
