@@ -93,7 +93,6 @@ class ExportResult:
     failed: int = 0
     skipped: tuple[str, ...] = ()  # non-tensor entries that have no HDF5 form
     written: bool = False  # whether OUT was created or replaced
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 def parse_chunks(text: str) -> str | tuple[int, ...]:

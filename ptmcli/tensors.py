@@ -864,6 +864,8 @@ def _plain(value, limit: int = 16):
 
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    if isinstance(value, np.void) and value.dtype.names:
+        return {name: _plain(value[name]) for name in value.dtype.names}
     if isinstance(value, np.ndarray):
         if value.ndim == 0:
             return _plain(value[()])
@@ -941,13 +943,13 @@ def _h5_item(name: str, dset) -> Item:
 def _h5_dtype_name(dtype) -> str:
     import h5py
 
-    if h5py.check_string_dtype(dtype) is not None:
-        info = h5py.check_string_dtype(dtype)
-        return f"string ({info.encoding}{'' if info.length is None else f', {info.length} bytes'})"
+    info = h5py.check_string_dtype(dtype)
+    if info is not None:
+        return "string" if info.length is None else f"string[{info.length}]"
     if h5py.check_vlen_dtype(dtype) is not None:
         return f"vlen {h5py.check_vlen_dtype(dtype)}"
     if dtype.names:
-        return "compound {" + ", ".join(f"{n}: {dtype.fields[n][0]}" for n in dtype.names) + "}"
+        return "compound {" + ", ".join(f"{n}: {_h5_dtype_name(dtype.fields[n][0])}" for n in dtype.names) + "}"
     return str(dtype)
 
 
@@ -1215,6 +1217,14 @@ def to_python(values) -> Any:
             raw = values.tolist()
             return _map_nested(raw, lambda v: _format_complex(v) if isinstance(v, complex) else v)
     array = np.asarray(values)
+    if array.dtype.names or array.dtype.kind == "O":
+        # Records and variable-length values: element by element (tolist would give raw tuples).
+        def nested(a, depth):
+            if depth == array.ndim:
+                return _plain(a)
+            return [nested(a[i], depth + 1) for i in range(a.shape[0])]
+
+        return nested(array if array.ndim else array[()], 0)
     return _map_nested(array.tolist(), lambda v: _plain(v))
 
 

@@ -59,9 +59,9 @@ def inspect_tensor(
 ) -> None:
     """Show what a tensor is underneath: shape, dtype, stride, storage offset, statistics.
 
-    A file with many tensors (a state dict, .npz, safetensors, an HDF5 group) gets a table of
-    entries with totals and which entries share one storage. --select, --transpose, --view and
-    --contiguous apply in the order given and show each step's size, offset and stride.
+    A file with many tensors (a state dict, .npz, safetensors, an HDF5 group) gets a table of entries with totals and which entries share one storage.
+
+    --select, --transpose, --view and --contiguous apply in the order typed and show each step's size, offset and stride, as chapter 3's exercises do by hand.
 
     Examples:
 
@@ -96,9 +96,9 @@ def export_hdf5(
 ) -> None:
     """Write tensors and images to HDF5 for other tools (h5py, h5dump, MATLAB, ...).
 
-    State dicts become nested groups (layer1.0.conv1.weight -> /layer1/0/conv1/weight); images
-    become one [N, 3, H, W] float32 dataset preprocessed as `ptm classify --model` would, plus a
-    dataset of their paths. OUT is written under a temporary name and renamed when complete.
+    State dicts become nested groups (layer1.0.conv1.weight -> /layer1/0/conv1/weight). Images become one [N, 3, H, W] float32 dataset preprocessed as `ptm classify --model` would, plus a dataset of their paths.
+
+    OUT is written under a temporary name and renamed when complete; an existing dataset is never replaced without --append --overwrite.
 
     Examples:
 
