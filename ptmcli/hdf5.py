@@ -35,6 +35,7 @@ from ptmcli.tensors import (
     LinkItem,
     ValueItem,
     iter_blocks,
+    h5_dtype_name,
     open_tensor_file,
     sniff_format,
 )
@@ -361,6 +362,9 @@ class _Writer:
                 if isinstance(entry, ValueItem) and not _storable_value(entry.value):
                     skipped.append(f"{path}: {entry.name} ({type(entry.value).__name__})")
                     continue
+                if isinstance(entry, Item) and entry.null_dataspace:
+                    skipped.append(f"{path}: {entry.name} (null dataspace)")
+                    continue
                 if isinstance(entry, Item) and entry.unreadable:
                     raise InputError(f"{path}: {entry.name}: {entry.unreadable}")
                 if single or entry.name == "":
@@ -387,8 +391,8 @@ class _Writer:
                     key = entry.same_view_key() if entry.storage_id is not None else None
                     if key is not None and key in first_of_view:
                         self.h5[target] = self.h5[first_of_view[key]]
-                        stored = self.h5[target].dtype
-                        written.append(WrittenDataset(target, entry.shape, entry.dtype, str(stored), path,
+                        stored = h5_dtype_name(self.h5[target].dtype)
+                        written.append(WrittenDataset(target, entry.shape, entry.dtype, stored, path,
                                                       entry.name or None, link_to=first_of_view[key]))
                         continue
                     written.append(self._write_item(target, entry, path, tfile.format))
@@ -416,7 +420,7 @@ class _Writer:
             dset = self.h5.create_dataset(target, data=np.asarray(value))
         dset.attrs["python_type"] = type(value).__name__
         self._source_attrs(dset, path, entry.name, fmt)
-        return WrittenDataset(target, (), type(value).__name__, str(dset.dtype), path, entry.name or None)
+        return WrittenDataset(target, (), type(value).__name__, h5_dtype_name(dset.dtype), path, entry.name or None)
 
     def _source_attrs(self, dset, path: str, key: str, fmt: str) -> None:
         dset.attrs["source"] = os.path.abspath(path)
@@ -436,7 +440,8 @@ class _Writer:
             if array.dtype.kind == "U":
                 dset = self.h5.create_dataset(target, data=array.astype(object), dtype=h5py.string_dtype())
             else:
-                dset = self.h5.create_dataset(target, data=array, **self._filters(array.shape))
+                dtype = data.dtype if is_h5 else array.dtype  # keeps HDF5 string/vlen types as they were
+                dset = self.h5.create_dataset(target, data=array, dtype=dtype, **self._filters(array.shape))
         else:
             stored = np.dtype(CARRIER_DTYPES.get(item.dtype, item.dtype))
             align = None
@@ -456,7 +461,7 @@ class _Writer:
             for dim, label in zip(dset.dims, item.names):
                 if label:
                     dim.label = label
-        return WrittenDataset(target, item.shape, item.dtype, str(dset.dtype), path, item.name or None)
+        return WrittenDataset(target, item.shape, item.dtype, h5_dtype_name(dset.dtype), path, item.name or None)
 
     # -- images -------------------------------------------------------------------------------
     def write_images(self, sources: _Sources, name: str, on_error: Callable[[str], None],
@@ -540,7 +545,7 @@ class _Writer:
         paths.dims[0].label = "N"
         return [
             WrittenDataset(name, (count, 3, crop, crop), "float32", "float32", f"{count} images"),
-            WrittenDataset(paths_name, (count,), "string", "string (utf-8)", f"{count} images"),
+            WrittenDataset(paths_name, (count,), "string", "string", f"{count} images"),
         ], failed
 
 

@@ -302,6 +302,7 @@ class Item:
         self._loader = loader
         self._data = data
         self.unreadable = unreadable
+        self.null_dataspace = False  # HDF5's "no data at all": listed, never read
 
     @property
     def nbytes(self) -> int:
@@ -906,7 +907,7 @@ def _h5_item(name: str, dset) -> Item:
         element_size = torch.empty((), dtype=torch_dtype).element_size()
         dtype_name = _torch_dtype_name(torch_dtype)
     else:
-        dtype_name = _h5_dtype_name(stored)
+        dtype_name = h5_dtype_name(stored)
     layout["layout"] = "chunked" if dset.chunks else ("compact/contiguous" if dset.shape is not None else "null")
     if dset.chunks:
         layout["chunks"] = tuple(dset.chunks)
@@ -937,10 +938,11 @@ def _h5_item(name: str, dset) -> Item:
                 storage_id=("hdf5", address), storage_span=(0, math.prod(shape) * element_size), data=dset)
     if dset.shape is None:
         item.unreadable = "an empty (null) dataspace"
+        item.null_dataspace = True
     return item
 
 
-def _h5_dtype_name(dtype) -> str:
+def h5_dtype_name(dtype) -> str:
     import h5py
 
     info = h5py.check_string_dtype(dtype)
@@ -949,7 +951,7 @@ def _h5_dtype_name(dtype) -> str:
     if h5py.check_vlen_dtype(dtype) is not None:
         return f"vlen {h5py.check_vlen_dtype(dtype)}"
     if dtype.names:
-        return "compound {" + ", ".join(f"{n}: {_h5_dtype_name(dtype.fields[n][0])}" for n in dtype.names) + "}"
+        return "compound {" + ", ".join(f"{n}: {h5_dtype_name(dtype.fields[n][0])}" for n in dtype.names) + "}"
     return str(dtype)
 
 
