@@ -254,10 +254,15 @@ def export_hdf5(
 
 def _tensor_base(path: str, options: ExportOptions, units: int) -> str | None:
     """Where one tensor file goes: None means "the root for a container, the stem for a tensor"."""
-    stem = Path(path).name.split(".")[0] or Path(path).name
+    stem = _stem(path)
     if units == 1:
         return options.dataset.strip("/") if options.dataset else None
     return hdf5_path(options.dataset.strip("/") if options.dataset else "", stem)
+
+
+def _stem(path: str) -> str:
+    # "model.v2.pth" -> "model.v2"; a name that is all extension keeps its name.
+    return Path(path).stem or Path(path).name
 
 
 def _image_name(options: ExportOptions, units: int) -> str:
@@ -352,7 +357,7 @@ class _Writer:
             else:
                 _, entries, _ = selected
                 single = False
-            stem = Path(path).name.split(".")[0] or "tensor"
+            stem = _stem(path)
             plan: list[tuple[str, Item | ValueItem]] = []
             skipped: list[str] = []
             for entry in entries:

@@ -1358,8 +1358,10 @@ def inspect_file(path: str, key: str | None = None, ops: Sequence[ViewOp] = (), 
                         shares = [it.name for it in members if it is not selected]
             return tensor_summary(tfile, selected, selected.name or key, ops, stats, preview_per_dim, shares)
         if isinstance(selected, (ValueItem, LinkItem)):
-            raise UsageProblem(f"{path}: {key!r} is a {selected.kind}, not a tensor: "
-                               f"{_value_repr(getattr(selected, 'value', getattr(selected, 'target', '')))}")
+            shown = _value_repr(getattr(selected, "value", getattr(selected, "target", "")))
+            if key is None:
+                raise InputError(f"{path}: holds no tensors, only a {type(selected.value).__name__}: {shown}")
+            raise UsageProblem(f"{path}: {key!r} is a {selected.kind}, not a tensor: {shown}")
         prefix, items, attrs = selected
         if ops:
             tensors = [it for it in items if isinstance(it, Item)]
