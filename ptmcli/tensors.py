@@ -1138,25 +1138,30 @@ class _Accumulator:
         self.zeros += int((x == 0).sum())
         if x.is_floating_point():
             x = x.to(torch.float64)
-            nan = torch.isnan(x)
-            self.nan += int(nan.sum())
-            self.posinf += int((x == math.inf).sum())
-            self.neginf += int((x == -math.inf).sum())
-            x = x[torch.isfinite(x)]
+            finite = torch.isfinite(x)
+            n_finite = int(finite.sum())
+            if n_finite < x.numel():  # rare: only then pay for the masks and the copy
+                nan = int(torch.isnan(x).sum())
+                posinf = int((x == math.inf).sum())
+                self.nan += nan
+                self.posinf += posinf
+                self.neginf += x.numel() - n_finite - nan - posinf
+                x = x[finite]
             if x.numel() == 0:
                 return
-            low, high = float(x.min()), float(x.max())
+            low, high = (float(v) for v in torch.aminmax(x))
         elif x.dtype == torch.uint64:
             values = x.numpy()
             low, high = int(values.min()), int(values.max())
         else:
-            low, high = int(x.min()), int(x.max())
+            low, high = (int(v) for v in torch.aminmax(x))
         self.min = low if self.min is None else min(self.min, low)
         self.max = high if self.max is None else max(self.max, high)
         x64 = x.to(torch.float64)
         n = x64.numel()
-        mean = float(x64.mean())
-        m2 = float(((x64 - mean) ** 2).sum())
+        variance, mean_t = torch.var_mean(x64, correction=0)
+        mean = float(mean_t)
+        m2 = float(variance) * n
         total = self.finite + n
         delta = mean - self.mean
         self.mean += delta * n / total
