@@ -30,6 +30,7 @@ from ptmcli.inputs import InputItem, collect_inputs
 from ptmcli.registry import DEFAULT_CLASSIFIER
 from ptmcli.tensors import (
     BLOCK_ELEMENTS,
+    CARRIER_DTYPES,
     FORMAT_LABELS,
     Item,
     LinkItem,
@@ -41,15 +42,6 @@ from ptmcli.tensors import (
 )
 
 COMPRESSIONS = ("none", "gzip", "lzf")
-# HDF5 has no type for these; they are stored in a wider type that holds every value exactly.
-CARRIER_DTYPES = {
-    "bfloat16": "float32",
-    "float8_e4m3fn": "float32",
-    "float8_e5m2": "float32",
-    "float8_e4m3fnuz": "float32",
-    "float8_e5m2fnuz": "float32",
-    "complex32": "complex64",
-}
 IMAGE_DIM_NAMES = ("N", "C", "H", "W")
 # Attributes ptm writes itself; an HDF5 source's own attributes are copied besides these.
 _OWN_ATTRS = {"torch_dtype", "source", "source_key", "source_format"}

@@ -57,12 +57,16 @@ FORMAT_LABELS = {
 _TORCH_LEGACY_MAGIC = bytes.fromhex("8a0a6cfc9c46f9206aa85019")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
-# dtype names HDF5 attributes may restore (never getattr(torch, <anything from a file>)).
-TORCH_DTYPE_NAMES = (
-    "float64", "float32", "float16", "bfloat16", "complex128", "complex64", "complex32",
-    "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8", "bool",
-    "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
-)
+# HDF5 has no type for these PyTorch dtypes: export-hdf5 stores them in a wider type that holds
+# every value exactly, with attribute torch_dtype, and reading casts back. Nothing else is cast.
+CARRIER_DTYPES = {
+    "bfloat16": "float32",
+    "float8_e4m3fn": "float32",
+    "float8_e5m2": "float32",
+    "float8_e4m3fnuz": "float32",
+    "float8_e5m2fnuz": "float32",
+    "complex32": "complex64",
+}
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -893,22 +897,22 @@ def _h5_item(name: str, dset) -> Item:
     attrs = _h5_attrs(dset.attrs)
     declared = attrs.get("torch_dtype")
     layout: dict = {}
-    if isinstance(declared, str) and declared in TORCH_DTYPE_NAMES and torch_dtype is not None:
+    if torch_dtype is not None and CARRIER_DTYPES.get(declared) == _torch_dtype_name(torch_dtype):
+        # Only the documented carriers are cast back; any other claim is ignored, never trusted.
         import torch
 
-        wanted = getattr(torch, declared)
-        if wanted != torch_dtype:
-            layout["stored as"] = _torch_dtype_name(torch_dtype)
-            torch_dtype = wanted
+        layout["stored as"] = _torch_dtype_name(torch_dtype)
+        torch_dtype = getattr(torch, declared)
+        attrs.pop("torch_dtype")
+    elif torch_dtype is not None and declared == _torch_dtype_name(torch_dtype):
+        attrs.pop("torch_dtype")  # says what the dtype line already says
     element_size = stored.itemsize
     if torch_dtype is not None:
-        import torch
-
-        element_size = torch.empty((), dtype=torch_dtype).element_size()
+        element_size = torch_dtype.itemsize
         dtype_name = _torch_dtype_name(torch_dtype)
     else:
         dtype_name = h5_dtype_name(stored)
-    layout["layout"] = "chunked" if dset.chunks else ("compact/contiguous" if dset.shape is not None else "null")
+    layout["layout"] = _h5_layout(dset)
     if dset.chunks:
         layout["chunks"] = tuple(dset.chunks)
     if dset.compression:
@@ -934,12 +938,23 @@ def _h5_item(name: str, dset) -> Item:
     except Exception:  # noqa: BLE001
         address = id(dset)
     item = Item(name, shape=shape, dtype=dtype_name, element_size=element_size, torch_dtype=torch_dtype,
-                names=names, layout=layout, attrs={k: v for k, v in attrs.items() if k != "torch_dtype"},
+                names=names, layout=layout, attrs=attrs,
                 storage_id=("hdf5", address), storage_span=(0, math.prod(shape) * element_size), data=dset)
     if dset.shape is None:
         item.unreadable = "an empty (null) dataspace"
         item.null_dataspace = True
     return item
+
+
+def _h5_layout(dset) -> str:
+    import h5py
+
+    try:
+        code = dset.id.get_create_plist().get_layout()
+    except Exception:  # noqa: BLE001
+        return "chunked" if dset.chunks else "contiguous"
+    return {h5py.h5d.COMPACT: "compact", h5py.h5d.CONTIGUOUS: "contiguous", h5py.h5d.CHUNKED: "chunked",
+            getattr(h5py.h5d, "VIRTUAL", -1): "virtual"}.get(code, str(code))
 
 
 def h5_dtype_name(dtype) -> str:
@@ -966,7 +981,11 @@ def _h5_to_torch(array, torch_dtype):
         array = array.astype(array.dtype.newbyteorder("="))
     # np.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d).
     tensor = torch.from_numpy(np.require(array, requirements="C"))
-    return tensor if tensor.dtype == torch_dtype else tensor.to(torch_dtype)
+    if tensor.dtype == torch_dtype:
+        return tensor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # complex32 is "experimental" and says so on every use
+        return tensor.to(torch_dtype)
 
 
 def _h5_read(dset, index: tuple, torch_dtype):

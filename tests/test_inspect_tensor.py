@@ -378,3 +378,19 @@ def test_input_error_messages_name_the_file(tmp_path):
     with pytest.raises(InputError) as info:
         tensors.detect_format(str(tmp_path / "absent"))
     assert str(tmp_path / "absent") in info.value.message
+
+
+def test_hdf5_torch_dtype_attribute_is_trusted_only_for_carriers(tmp_path):
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f.create_dataset("liar", data=np.array([1.7, 300.0])).attrs["torch_dtype"] = "int8"
+        f.create_dataset("bf", data=np.array([1.5, -2.0], dtype=np.float32)).attrs["torch_dtype"] = "bfloat16"
+    liar = inspect_file(str(tmp_path / "a.h5"), "liar")
+    assert liar.dtype == "float64" and liar.preview == [1.7, 300.0] and liar.attrs == {"torch_dtype": "int8"}
+    bf = inspect_file(str(tmp_path / "a.h5"), "bf")
+    assert bf.dtype == "bfloat16" and bf.element_size == 2 and bf.layout["stored as"] == "float32"
+    assert_same(read_back_h5(tmp_path / "a.h5", "bf"), torch.tensor([1.5, -2.0], dtype=torch.bfloat16))
+
+
+def read_back_h5(path, key):
+    with open_tensor_file(str(path)) as tfile:
+        return tfile.select(key).read(())
