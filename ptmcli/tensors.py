@@ -20,7 +20,7 @@ import re
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ptmcli.errors import InputError, UsageProblem
 from ptmcli.tensorviews import (
@@ -30,12 +30,7 @@ from ptmcli.tensorviews import (
     apply_ops,
     contiguous_strides,
     is_contiguous,
-    parse_select,  # noqa: F401 - part of this module's interface
 )
-
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
 
 # A block for statistics and copies: big enough to be fast, small enough to stay flat in memory.
 BLOCK_ELEMENTS = 1 << 20
