@@ -978,6 +978,12 @@ def _h5_to_torch(array, torch_dtype):
     tensor = torch.from_numpy(np.require(array, requirements="C"))
     if tensor.dtype == torch_dtype:
         return tensor
+    if torch_dtype == torch.bfloat16 and tensor.dtype == torch.float32:
+        bits = tensor.view(torch.int32)
+        if not bool((bits & 0xFFFF).any()):
+            # The float32 holds a bfloat16 exactly: take its upper half, bit for bit (a cast
+            # would make every NaN the same positive NaN).
+            return (bits >> 16).to(torch.int16).view(torch.bfloat16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # complex32 is "experimental" and says so on every use
         return tensor.to(torch_dtype)

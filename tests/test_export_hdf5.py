@@ -311,3 +311,11 @@ def test_fail_fast_writes_nothing(tmp_path):
     torch.save(torch.ones(1), tmp_path / "good.pt")
     ran = ptm_here("export-hdf5", tmp_path / "missing.pt", tmp_path / "good.pt", "-o", tmp_path / "o.h5", "--fail-fast")
     assert ran.returncode == 1 and not (tmp_path / "o.h5").exists()
+
+
+def test_bfloat16_round_trip_is_bit_exact(tmp_path):
+    bits = torch.tensor([0x3FC0, -0x0040, 0x7FC1, 0x0001, -0x8000], dtype=torch.int16)  # 1.5, -NaN, NaN payload, tiny, -0
+    t = bits.view(torch.bfloat16)
+    torch.save(t, tmp_path / "b.pt")
+    export([tmp_path / "b.pt"], tmp_path / "b.h5", dataset="b")
+    assert torch.equal(read_back(tmp_path / "b.h5", "b").view(torch.int16), bits)
