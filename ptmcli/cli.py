@@ -10,6 +10,7 @@ import typer
 
 from ptmcli import __version__
 from ptmcli.commands import classify as classify_cmds
+from ptmcli.commands import tensors as tensor_cmds
 from ptmcli.errors import EXIT_CANNOT_START, PtmError
 
 app = typer.Typer(
@@ -44,6 +45,8 @@ def _root(
 
 app.command("classify")(classify_cmds.classify)
 app.command("models")(classify_cmds.models)
+app.command("inspect-tensor", cls=tensor_cmds.ViewOrderCommand)(tensor_cmds.inspect_tensor)
+app.command("export-hdf5")(tensor_cmds.export_hdf5)
 
 
 def main() -> None:

@@ -1,0 +1,326 @@
+"""Tensor summaries and export results -> Rich on a terminal, plain text in pipes, or JSON.
+
+Plain text is `key: value` lines and space-aligned tables, with no colour or box drawing, so
+`grep stride` and `awk` work on it. JSON is strict (NaN and infinities become strings).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any, Sequence, TextIO
+
+from ptmcli.render import _isatty
+
+INSPECT_FORMATS = ("auto", "table", "text", "json")
+
+
+def pick(fmt: str, stream: TextIO) -> str:
+    if fmt != "auto":
+        return fmt
+    return "table" if _isatty(stream) else "text"
+
+
+# --- values -------------------------------------------------------------------------------------
+
+def shape_text(shape: Sequence[int] | None) -> str:
+    if shape is None:
+        return ""
+    shape = tuple(shape)
+    return f"({shape[0]},)" if len(shape) == 1 else "(" + ", ".join(map(str, shape)) + ")"
+
+
+def number_text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        text = f"{value:.6g}"
+        return text + "." if text.lstrip("-").isdigit() else text
+    return str(value)
+
+
+def bytes_text(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+    return f"{n} B"  # pragma: no cover
+
+
+def json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def preview_text(values: Any, preview_shape: Sequence[int] | None, shape: Sequence[int]) -> str:
+    """Nested lists as aligned rows, with … where a dimension was cut short."""
+    if preview_shape is None:
+        return ""
+    ndim = len(shape)
+    cells: list[str] = []
+
+    def collect(v, depth):
+        if depth == ndim:
+            cells.append(number_text(v) if not isinstance(v, str) else v)
+        else:
+            for x in v:
+                collect(x, depth + 1)
+
+    collect(values, 0)
+    width = max((len(c) for c in cells), default=0)
+    numeric = not any(isinstance(c, str) and c and not _looks_numeric(c) for c in cells)
+
+    def fmt(v, depth, indent):
+        if depth == ndim:
+            text = number_text(v) if not isinstance(v, str) else v
+            return text.rjust(width) if numeric else text
+        parts = [fmt(x, depth + 1, indent + 1) for x in v]
+        if preview_shape[depth] < shape[depth]:
+            parts.append("…")
+        if depth == ndim - 1:
+            return "[" + ", ".join(parts) + "]"
+        sep = "," + "\n" * (ndim - depth - 1) + " " * (indent + 1)
+        return "[" + sep.join(parts) + "]"
+
+    return fmt(values, 0, 0)
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text.rstrip("."))
+        return True
+    except ValueError:
+        return text in ("nan", "inf", "-inf", "—", "True", "False")
+
+
+# --- inspect-tensor -----------------------------------------------------------------------------
+
+def _tensor_fields(s) -> list[tuple[str, str]]:
+    rows = [
+        ("file", s.file),
+        ("format", s.format),
+    ]
+    if s.key:
+        rows.append(("key", s.key))
+    rows += [
+        ("shape", shape_text(s.shape)),
+        ("dtype", s.dtype),
+        ("element size", f"{s.element_size} bytes"),
+        ("numel", f"{s.numel}"),
+        ("bytes", f"{s.nbytes}"),
+        ("stride", shape_text(s.stride)),
+        ("storage offset", str(s.storage_offset)),
+        ("storage size", f"{s.storage_size} elements"),
+        ("contiguous", "yes" if s.contiguous else "no"),
+        ("dim names", shape_text(tuple(n or "None" for n in s.names)).replace("'", "") if s.names else "—"),
+        ("requires_grad", number_text(s.requires_grad)),
+        ("device", s.device or "—"),
+    ]
+    for key, value in s.layout.items():
+        rows.append((key, shape_text(value) if isinstance(value, tuple) else str(value)))
+    if s.shares_storage_with:
+        rows.append(("shares storage with", ", ".join(s.shares_storage_with)))
+    for key, value in s.attrs.items():
+        rows.append((f"attr {key}", str(value)))
+    if s.stats is not None:
+        st = s.stats
+        rows += [
+            ("min", number_text(st.min)),
+            ("max", number_text(st.max)),
+            ("mean", number_text(st.mean)),
+            ("std", number_text(st.std)),
+            ("nan", str(st.nan)),
+            ("inf", f"{st.posinf + st.neginf}" + (f" (+inf {st.posinf}, -inf {st.neginf})"
+                                                   if st.posinf or st.neginf else "")),
+            ("zeros", str(st.zeros)),
+        ]
+    if s.note:
+        rows.append(("note", s.note))
+    return rows
+
+
+def _entry_cells(e) -> list[str]:
+    if e.kind == "tensor":
+        return [e.name, shape_text(e.shape), e.dtype or "", str(e.numel), str(e.nbytes),
+                f"#{e.storage_group}" if e.storage_group else ""]
+    return [e.name, e.kind, "", "", "", e.value or ""]
+
+
+def _container_head(s) -> list[tuple[str, str]]:
+    values = sum(1 for e in s.entries if e.kind != "tensor")
+    rows = [("file", s.file), ("format", s.format)]
+    if s.key:
+        rows.append(("key", s.key))
+    rows += [
+        ("entries", f"{s.tensors} tensors" + (f", {values} other" if values else "")),
+        ("parameters", f"{s.total_params}"),
+        ("bytes", f"{s.total_bytes}" + (f" ({s.storage_bytes} in distinct storage)"
+                                        if s.storage_bytes != s.total_bytes else "")),
+    ]
+    for key, value in s.attrs.items():
+        rows.append((f"attr {key}", str(value)))
+    return rows
+
+
+def _shared_lines(s) -> list[str]:
+    lines = []
+    for group in s.shared:
+        how = "the same view (tied)" if group.same_view else "views of one storage"
+        tied = "" if group.same_view or not group.tied else (
+            "; same view: " + "; ".join(" = ".join(names) for names in group.tied))
+        lines.append(f"#{group.group}  {group.storage_bytes} bytes, {how}: {', '.join(group.names)}{tied}")
+    return lines
+
+
+def render_inspect(summary, fmt: str, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
+    fmt = pick(fmt, stream)
+    if fmt == "json":
+        stream.write(json.dumps(json_safe(summary.to_dict()), indent=2, ensure_ascii=False) + "\n")
+    elif fmt == "table":
+        _rich_inspect(summary, stream)
+    else:
+        _text_inspect(summary, stream)
+    stream.flush()
+
+
+def _kv_lines(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows) + 1
+    return "".join(f"{(k + ':').ljust(width)} {v}\n" for k, v in rows)
+
+
+def _aligned(rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        out.append("  ".join(cells).rstrip() + "\n")
+    return "".join(out)
+
+
+def _views_rows(views) -> list[list[str]]:
+    rows = [["op", "size", "offset", "stride", "contiguous"]]
+    for v in views:
+        rows.append([v.op + (" (copy)" if v.copied else ""), shape_text(v.shape), str(v.storage_offset),
+                     shape_text(v.stride), "yes" if v.contiguous else "no"])
+    return rows
+
+
+def _text_inspect(s, stream: TextIO) -> None:
+    if s.kind == "tensor":
+        stream.write(_kv_lines(_tensor_fields(s)))
+        if s.views:
+            stream.write("\nviews:\n")
+            stream.write("".join("  " + line for line in _aligned(_views_rows(s.views), {2}).splitlines(True)))
+        if s.preview_shape is not None:
+            stream.write("\npreview:\n")
+            lines = preview_text(s.preview, s.preview_shape, s.shape).splitlines()
+            stream.write("".join(("  " + line.rstrip() if line.strip() else "") + "\n" for line in lines))
+        return
+    stream.write(_kv_lines(_container_head(s)))
+    if s.entries:
+        rows = [["name", "shape", "dtype", "params", "bytes", "storage"]] + [_entry_cells(e) for e in s.entries]
+        stream.write("\n" + _aligned(rows, {3, 4}))
+    if s.shared:
+        stream.write("\nshared storage:\n" + "".join(f"  {line}\n" for line in _shared_lines(s)))
+
+
+def _rich_inspect(s, stream: TextIO) -> None:
+    from rich.console import Console, Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=stream)
+    if s.kind == "tensor":
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column()
+        for key, value in _tensor_fields(s)[2:]:
+            grid.add_row(Text(key), Text(value))
+        parts: list = [grid]
+        if s.views:
+            views = Table(title="views", title_justify="left", header_style="bold")
+            for name, justify in (("op", "left"), ("size", "left"), ("offset", "right"), ("stride", "left"),
+                                  ("contiguous", "left")):
+                views.add_column(name, justify=justify)
+            for row in _views_rows(s.views)[1:]:
+                views.add_row(*map(Text, row))
+            parts.append(views)
+        if s.preview_shape is not None:
+            parts.append(Text("preview", style="bold"))
+            parts.append(Text(preview_text(s.preview, s.preview_shape, s.shape)))
+        console.print(Panel(Group(*parts), title=Text(s.file + (f" [{s.key}]" if s.key else "")),
+                            subtitle=Text(s.format), title_align="left"))
+        return
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    for key, value in _container_head(s):
+        head.add_row(Text(key), Text(value))
+    console.print(head)
+    if s.entries:
+        table = Table(header_style="bold")
+        for name, justify in (("name", "left"), ("shape", "left"), ("dtype", "left"), ("params", "right"),
+                              ("bytes", "right"), ("storage", "left")):
+            table.add_column(name, justify=justify, overflow="fold")
+        for e in s.entries:
+            cells = _entry_cells(e)
+            if e.kind == "tensor":
+                cells[4] = bytes_text(e.nbytes)
+            table.add_row(*map(Text, cells), style=None if e.kind == "tensor" else "dim")
+        console.print(table)
+    if s.shared:
+        console.print(Text("shared storage", style="bold"))
+        for line in _shared_lines(s):
+            console.print("  " + line, markup=False, highlight=False)
+
+
+# --- export-hdf5 --------------------------------------------------------------------------------
+
+def render_export(result, fmt: str, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
+    fmt = pick(fmt, stream)
+    records = [d.to_dict() for d in result.datasets]
+    if fmt == "json":
+        stream.write(json.dumps({"output": result.output, "written": result.written, "failed": result.failed,
+                                 "skipped": list(result.skipped), "datasets": records}, indent=2,
+                                ensure_ascii=False) + "\n")
+    elif fmt == "table":
+        if records:
+            from rich.console import Console
+            from rich.table import Table
+            from rich.text import Text
+
+            table = Table(title=Text(result.output), title_justify="left", header_style="bold")
+            for name in ("dataset", "shape", "dtype", "stored as", "source"):
+                table.add_column(name, overflow="fold")
+            for d in result.datasets:
+                table.add_row(*map(Text, ("/" + d.name, shape_text(d.shape), d.dtype, d.stored_dtype,
+                                          f"= /{d.link_to}" if d.link_to else _source_text(d))))
+            Console(file=stream).print(table)
+    else:
+        if records:
+            rows = [["dataset", "shape", "dtype", "stored_as", "source"]]
+            rows += [["/" + d.name, shape_text(d.shape), d.dtype, d.stored_dtype,
+                      f"= /{d.link_to}" if d.link_to else _source_text(d)] for d in result.datasets]
+            stream.write("".join("\t".join(r) + "\n" for r in rows))
+    stream.flush()
+
+
+def _source_text(d) -> str:
+    return f"{d.source}:{d.source_key}" if d.source_key else d.source

@@ -1,0 +1,321 @@
+"""`ptm export-hdf5`: exact round trips, nested groups, images, atomic writes, hostile inputs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import EXAMPLES, shared_file
+from tensor_helpers import assert_same, ptm_here, write_tensor
+from test_inspect_tensor import RunsCode, hostile_files, tensors_
+
+from ptmcli.hdf5 import ExportOptions, export_hdf5
+from ptmcli.render_tensors import json_safe
+from ptmcli.tensors import inspect_file, open_tensor_file
+
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HAS_H5LS = shutil.which("h5ls") is not None
+HAS_H5DUMP = shutil.which("h5dump") is not None
+
+
+def read_back(path, key) -> torch.Tensor:
+    with open_tensor_file(str(path)) as tfile:
+        return tfile.select(key).read(())
+
+
+def export(args, out, **options):
+    errors: list[str] = []
+    result = export_hdf5([str(a) for a in args], str(out), ExportOptions(**options), on_error=errors.append)
+    return result, errors
+
+
+def small_state_dict() -> dict:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "conv1.weight": torch.randn(4, 3, 3, 3, generator=g),
+        "layer1.0.conv1.weight": torch.randn(4, 4, 3, 3, generator=g),
+        "layer1.0.bn1.running_mean": torch.randn(4, generator=g),
+        "layer1.0.bn1.num_batches_tracked": torch.tensor(12),
+        "fc.weight": torch.randn(10, 4, generator=g),
+        "fc.bias": torch.zeros(10),
+    }
+
+
+# --- round trips ---------------------------------------------------------------------------------
+
+@SETTINGS
+@given(tensors_(), st.sampled_from(["torch", "torch-legacy", "npy", "safetensors"]),
+       st.sampled_from(["none", "gzip", "lzf"]))
+def test_every_dtype_and_view_round_trips_exactly(t, fmt, compression):
+    if fmt == "npy" and t.dtype == torch.bfloat16 or fmt == "safetensors" and t.dtype == torch.complex64:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        src = write_tensor(t, Path(folder) / "src.bin", fmt)
+        out = Path(folder) / "out.h5"
+        result, errors = export([src], out, dataset="t", compression=compression)
+        assert errors == [] and result.written
+        # --dataset names the one tensor, or the group for a file of named tensors.
+        key = "t/x" if fmt == "safetensors" else "t"
+        assert [d.name for d in result.datasets] == [key]
+        assert_same(read_back(out, key), t.contiguous())
+        summary = inspect_file(str(out), key, preview_per_dim=100)
+        assert (summary.shape, summary.dtype) == (tuple(t.shape), str(t.dtype).removeprefix("torch."))
+        source = inspect_file(str(src), "x" if fmt == "safetensors" else None, preview_per_dim=100)
+        assert json_safe(summary.preview) == json_safe(source.preview)  # NaN == NaN here
+        # Plain h5py sees ordinary numbers; bfloat16 arrives as float32 with a note of what it was.
+        with h5py.File(out) as f:
+            stored = f[key][()]
+            assert f[key].attrs["torch_dtype"] == str(t.dtype).removeprefix("torch.")
+        expected = t.float() if t.dtype == torch.bfloat16 else t
+        np.testing.assert_array_equal(np.asarray(stored), expected.numpy())
+
+
+def test_state_dict_becomes_nested_groups_and_reads_back(run_ptm, tmp_path):
+    sd = small_state_dict()
+    torch.save(sd, tmp_path / "some_state_dict.pth")
+    done = run_ptm("export-hdf5", tmp_path / "some_state_dict.pth", "-o", tmp_path / "sd.h5")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].split("\t") == ["dataset", "shape", "dtype", "stored_as", "source"]
+    with h5py.File(tmp_path / "sd.h5") as f:
+        assert isinstance(f["layer1"], h5py.Group) and isinstance(f["layer1/0/bn1"], h5py.Group)
+        assert f["layer1/0/conv1/weight"].attrs["source_key"] == "layer1.0.conv1.weight"
+        for key, value in sd.items():
+            np.testing.assert_array_equal(f[key.replace(".", "/")][()], value.numpy())
+    source = ptm_here("inspect-tensor", tmp_path / "some_state_dict.pth", "layer1.0.conv1.weight", "-f", "json").json()
+    copy = ptm_here("inspect-tensor", tmp_path / "sd.h5", "layer1/0/conv1/weight", "-f", "json").json()
+    for field in ("shape", "dtype", "stride", "numel", "stats", "preview", "contiguous"):
+        assert copy[field] == source[field], field
+
+
+@pytest.mark.skipif(not HAS_H5LS, reason="h5ls (Debian hdf5-tools) not installed")
+def test_h5ls_lists_the_nested_groups(tmp_path):
+    torch.save(small_state_dict(), tmp_path / "sd.pth")
+    assert ptm_here("export-hdf5", tmp_path / "sd.pth", "-o", tmp_path / "sd.h5").returncode == 0
+    listing = subprocess.run(["h5ls", "-r", str(tmp_path / "sd.h5")], capture_output=True, text=True, check=True).stdout
+    names = {line.split()[0]: line.split()[1] for line in listing.splitlines()}
+    assert names["/layer1"] == "Group" and names["/layer1/0/conv1"] == "Group"
+    assert names["/layer1/0/conv1/weight"] == "Dataset"
+
+
+@pytest.mark.skipif(not HAS_H5DUMP, reason="h5dump (Debian hdf5-tools) not installed")
+def test_h5dump_reads_bfloat16_dimension_labels_and_gzip(tmp_path):
+    src = tmp_path / "b.h5"
+    with h5py.File(src, "w") as f:
+        d = f.create_dataset("x", data=np.array([[1.5, -2.0]], dtype=np.float32))
+        d.attrs["torch_dtype"] = "bfloat16"
+        d.dims[0].label, d.dims[1].label = "row", "col"
+    ran = ptm_here("export-hdf5", src, "-o", tmp_path / "out.h5", "--compression", "gzip", "--level", "9")
+    assert ran.returncode == 0, ran.stderr
+    dump = subprocess.run(["h5dump", "-d", "/x", str(tmp_path / "out.h5")], capture_output=True, text=True, check=True).stdout
+    assert "H5T_IEEE_F32LE" in dump and "1.5, -2" in dump and "bfloat16" in dump and '"row"' in dump
+    summary = inspect_file(str(tmp_path / "out.h5"), "x")
+    assert summary.dtype == "bfloat16" and summary.names == ("row", "col")
+    assert summary.layout["compression"] == "gzip" and summary.layout["compression level"] == 9
+
+
+def test_ourpoints_to_the_books_coords(tmp_path):
+    points = shared_file("ourpoints.t")
+    result, errors = export([points], tmp_path / "ourpoints.h5", dataset="coords")
+    assert errors == [] and [d.name for d in result.datasets] == ["coords"]
+    with h5py.File(tmp_path / "ourpoints.h5") as f, h5py.File(shared_file("ourpoints.hdf5")) as book:
+        np.testing.assert_array_equal(f["coords"][()], book["coords"][()])
+        np.testing.assert_array_equal(f["coords"][-2:], book["coords"][-2:])
+
+
+def test_tied_weights_become_hard_links_and_views_copies(tmp_path):
+    w = torch.randn(5, 3)
+    base = torch.arange(12.0).view(3, 4)
+    torch.save({"embed.weight": w, "head.weight": w, "rows": base, "row1": base[1]}, tmp_path / "tied.pt")
+    result, errors = export([tmp_path / "tied.pt"], tmp_path / "tied.h5")
+    assert errors == []
+    links = {d.name: d.link_to for d in result.datasets}
+    assert links == {"embed/weight": None, "head/weight": "embed/weight", "rows": None, "row1": None}
+    summary = inspect_file(str(tmp_path / "tied.h5"))
+    assert [(g.names, g.same_view) for g in summary.shared] == [(("embed/weight", "head/weight"), True)]
+    assert_same(read_back(tmp_path / "tied.h5", "row1"), base[1])
+
+
+def test_plain_values_are_kept_and_others_noted(tmp_path):
+    torch.save({"epoch": 7, "lr": 0.1, "name": "run-3", "missing": None, "w": torch.ones(2)}, tmp_path / "ck.pt")
+    ran = ptm_here("export-hdf5", tmp_path / "ck.pt", "-o", tmp_path / "ck.h5")
+    assert ran.returncode == 0, ran.stderr
+    assert "skipped 1" in ran.stderr and "missing" in ran.stderr
+    with h5py.File(tmp_path / "ck.h5") as f:
+        assert f["epoch"][()] == 7 and f["lr"][()] == 0.1 and f["name"].asstr()[()] == "run-3"
+        assert "missing" not in f
+
+
+def test_hdf5_source_keeps_labels_and_attributes(tmp_path):
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        d = f.create_dataset("grp/data", data=np.arange(6, dtype=np.int16).reshape(2, 3))
+        d.dims[0].label = "time"
+        d.attrs["units"] = "m/s"
+        f.create_dataset("grp/labels", data=["a", "b"], dtype=h5py.string_dtype())
+    result, errors = export([tmp_path / "in.h5"], tmp_path / "out.h5")
+    assert errors == []
+    with h5py.File(tmp_path / "out.h5") as f:
+        assert f["grp/data"].dims[0].label == "time" and f["grp/data"].attrs["units"] == "m/s"
+        assert list(f["grp/labels"].asstr()[()]) == ["a", "b"]
+        assert f["grp/data"].attrs["source_key"] == "grp/data"
+
+
+def test_several_sources_go_under_their_stems(tmp_path):
+    torch.save(torch.ones(2), tmp_path / "one.pt")
+    np.save(tmp_path / "two.npy", np.zeros(3))
+    torch.save({"a.b": torch.ones(1)}, tmp_path / "three.pt")
+    result, errors = export([tmp_path / "one.pt", tmp_path / "two.npy", tmp_path / "three.pt"], tmp_path / "o.h5",
+                            dataset="run")
+    assert errors == []
+    assert [d.name for d in result.datasets] == ["run/one", "run/two", "run/three/a/b"]
+
+
+def test_names_that_cannot_be_both_dataset_and_group(tmp_path):
+    torch.save({"a": torch.ones(1), "a.b": torch.ones(1)}, tmp_path / "bad.pt")
+    torch.save(torch.ones(1), tmp_path / "good.pt")
+    ran = ptm_here("export-hdf5", tmp_path / "bad.pt", tmp_path / "good.pt", "-o", tmp_path / "o.h5")
+    assert ran.returncode == 1
+    assert "cannot store both 'bad/a' and 'bad/a/b'" in ran.stderr
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert list(f) == ["good"]
+
+
+# --- images --------------------------------------------------------------------------------------
+
+def test_images_are_one_batch_preprocessed_as_the_classifier(tmp_path, make_image):
+    from PIL import Image
+    from torchvision.models import ResNet101_Weights
+
+    folder = tmp_path / "photos"
+    make_image("a.png", size=(80, 60), folder=folder)
+    make_image("b.jpg", size=(50, 90), folder=folder / "sub")
+    (folder / "broken.png").write_bytes(b"not a png")
+    ran = ptm_here("export-hdf5", folder, EXAMPLES / "coffee.png", "-o", tmp_path / "imgs.h5")
+    assert ran.returncode == 1
+    assert ran.stderr.strip().splitlines() == [f"ptm: {folder / 'broken.png'}: not an image Pillow can read"]
+    transform = ResNet101_Weights.DEFAULT.transforms()
+    with h5py.File(tmp_path / "imgs.h5") as f:
+        images, paths = f["images"], list(f["images_paths"].asstr()[()])
+        assert images.shape == (3, 3, 224, 224) and images.dtype == np.float32
+        assert [d.label for d in images.dims] == ["N", "C", "H", "W"]
+        assert images.attrs["model"] == "resnet101"
+        assert paths == [str(folder / "a.png"), str(folder / "sub" / "b.jpg"), str(EXAMPLES / "coffee.png")]
+        for i, path in enumerate(paths):
+            expected = transform(Image.open(path).convert("RGB")).numpy()
+            np.testing.assert_allclose(images[i], expected, atol=1e-5)
+    summary = inspect_file(str(tmp_path / "imgs.h5"), "images")
+    assert summary.names == ("N", "C", "H", "W")
+
+
+def test_image_dataset_name_and_model(tmp_path):
+    result, errors = export([EXAMPLES / "chelsea.png"], tmp_path / "c.h5", dataset="cats", model="efficientnet_lite0")
+    assert errors == [] and [d.name for d in result.datasets] == ["cats", "cats_paths"]
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert f["cats"].attrs["mean"][0] == pytest.approx(127 / 255)
+
+
+# --- existing files, atomic writes ---------------------------------------------------------------
+
+def test_existing_output_needs_overwrite_or_append(tmp_path):
+    torch.save(torch.ones(2), tmp_path / "a.pt")
+    torch.save(torch.zeros(3), tmp_path / "b.pt")
+    out = tmp_path / "o.h5"
+    assert ptm_here("export-hdf5", tmp_path / "a.pt", "-o", out).returncode == 0
+    before = out.read_bytes()
+    refused = ptm_here("export-hdf5", tmp_path / "b.pt", "-o", out)
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr and out.read_bytes() == before
+    clash = ptm_here("export-hdf5", tmp_path / "a.pt", "-o", out, "--append")
+    assert clash.returncode == 1 and "already exists" in clash.stderr and out.read_bytes() == before
+    assert ptm_here("export-hdf5", tmp_path / "b.pt", "-o", out, "--append").returncode == 0
+    with h5py.File(out) as f:
+        assert sorted(f) == ["a", "b"]
+    replaced = ptm_here("export-hdf5", tmp_path / "b.pt", "-o", out, "--append", "--overwrite", "--dataset", "a")
+    assert replaced.returncode == 0, replaced.stderr
+    with h5py.File(out) as f:
+        assert sorted(f) == ["a", "b"] and f["a"].shape == (3,)
+    assert ptm_here("export-hdf5", tmp_path / "b.pt", "-o", out, "--overwrite").returncode == 0
+    with h5py.File(out) as f:
+        assert sorted(f) == ["b"]
+
+
+def test_interrupted_export_leaves_nothing_and_keeps_the_old_file(tmp_path):
+    torch.save(small_state_dict(), tmp_path / "sd.pt")
+    out = tmp_path / "o.h5"
+    export([tmp_path / "sd.pt"], out)
+    before = out.read_bytes()
+    with mock.patch("ptmcli.hdf5._Writer._write_item", side_effect=KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            export([tmp_path / "sd.pt"], out, overwrite=True)
+        with pytest.raises(KeyboardInterrupt):
+            export([tmp_path / "sd.pt"], tmp_path / "new.h5")
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.h5", "sd.pt"]
+
+
+def test_new_files_get_normal_permissions(tmp_path):
+    torch.save(torch.ones(1), tmp_path / "a.pt")
+    export([tmp_path / "a.pt"], tmp_path / "o.h5")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "o.h5").st_mode) == 0o666 & ~umask
+
+
+def test_compression_and_chunk_options(tmp_path):
+    torch.save(torch.randn(64, 32), tmp_path / "a.pt")
+    result, errors = export([tmp_path / "a.pt"], tmp_path / "o.h5", compression="lzf", chunks=(16, 32))
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert f["a"].compression == "lzf" and f["a"].chunks == (16, 32)
+    bad = ptm_here("export-hdf5", tmp_path / "a.pt", "-o", tmp_path / "x.h5", "--chunks", "none", "-c", "gzip")
+    assert bad.returncode == 2 and not (tmp_path / "x.h5").exists()
+    assert ptm_here("export-hdf5", tmp_path / "a.pt", "-o", tmp_path / "x.h5", "--level", "3").returncode == 2
+
+
+# --- hostile inputs ------------------------------------------------------------------------------
+
+def test_bad_inputs_are_one_line_each_and_the_rest_is_exported(run_ptm, tmp_path):
+    marker = tmp_path / "CODE-RAN"
+    torch.save({"w": RunsCode(str(marker))}, tmp_path / "evil.pt")
+    hostile = hostile_files(tmp_path)
+    torch.save(torch.ones(2), tmp_path / "good.pt")
+    sources = [tmp_path / "evil.pt", *(tmp_path / name for name in hostile), tmp_path / "good.pt", tmp_path / "nope.pt"]
+    done = run_ptm("export-hdf5", *sources, "-o", tmp_path / "o.h5", "--format", "json")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == len(sources) - 1, done.stderr
+    assert "refused" in lines[0] and "mkdir" in lines[0]
+    assert not marker.exists()
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert list(f) == ["good"]
+
+
+def test_nothing_exported_means_no_file(tmp_path):
+    (tmp_path / "junk.bin").write_bytes(b"\x00" * 100)
+    ran = ptm_here("export-hdf5", tmp_path / "junk.bin", "-o", tmp_path / "o.h5")
+    assert ran.returncode == 1 and "neither a tensor file" in ran.stderr
+    assert not (tmp_path / "o.h5").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.bin"]
+
+
+def test_fail_fast_writes_nothing(tmp_path):
+    torch.save(torch.ones(1), tmp_path / "good.pt")
+    ran = ptm_here("export-hdf5", tmp_path / "missing.pt", tmp_path / "good.pt", "-o", tmp_path / "o.h5", "--fail-fast")
+    assert ran.returncode == 1 and not (tmp_path / "o.h5").exists()
+
+
+def test_bfloat16_round_trip_is_bit_exact(tmp_path):
+    bits = torch.tensor([0x3FC0, -0x0040, 0x7FC1, 0x0001, -0x8000], dtype=torch.int16)  # 1.5, -NaN, NaN payload, tiny, -0
+    t = bits.view(torch.bfloat16)
+    torch.save(t, tmp_path / "b.pt")
+    export([tmp_path / "b.pt"], tmp_path / "b.h5", dataset="b")
+    assert torch.equal(read_back(tmp_path / "b.h5", "b").view(torch.int16), bits)
