@@ -53,8 +53,6 @@ def main() -> None:
     """Console entry point: maps every error a user can cause to one message and an exit code."""
     try:
         app()
-    except SystemExit as exc:
-        _exit_now(exc.code)
     except PtmError as exc:
         if _debug["on"]:
             raise
@@ -75,6 +73,15 @@ def main() -> None:
             raise
         sys.stderr.write(f"ptm: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)\n")
         sys.exit(EXIT_CANNOT_START)
+
+
+def entry() -> None:
+    """The `ptm` console script and `python -m ptmcli`: main(), then a fast exit."""
+    try:
+        main()
+    except SystemExit as exc:
+        _exit_now(exc.code)
+    _exit_now(0)
 
 
 def _exit_now(code) -> None:
