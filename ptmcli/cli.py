@@ -10,6 +10,8 @@ import typer
 
 from ptmcli import __version__
 from ptmcli.commands import classify as classify_cmds
+from ptmcli.commands import weights as weights_cmds
+from ptmcli.commands import zebrafy as zebrafy_cmds
 from ptmcli.errors import EXIT_CANNOT_START, PtmError
 
 app = typer.Typer(
@@ -44,6 +46,8 @@ def _root(
 
 app.command("classify")(classify_cmds.classify)
 app.command("models")(classify_cmds.models)
+app.command("zebrafy")(zebrafy_cmds.zebrafy)
+app.add_typer(weights_cmds.app, name="weights")
 
 
 def main() -> None:
