@@ -25,6 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -397,12 +398,15 @@ def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
 
     kwargs = {"map_location": "cpu", "weights_only": True}
     try:
-        try:
-            state = torch.load(path, mmap=True, **kwargs)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc) and "zip" not in str(exc):
-                raise
-            state = torch.load(path, **kwargs)  # legacy (pre-1.6) format cannot be mapped
+        with warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4": noise about a file that is refused anyway.
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                state = torch.load(path, mmap=True, **kwargs)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc) and "zip" not in str(exc):
+                    raise
+                state = torch.load(path, **kwargs)  # legacy (pre-1.6) format cannot be mapped
     except pickle.UnpicklingError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         # torch names the first thing it would not build ("Unsupported global: GLOBAL posix.system").

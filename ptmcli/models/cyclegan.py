@@ -42,7 +42,7 @@ SIDE_MULTIPLE = 4
 MIN_SIDE = 8
 # Padded input pixels per forward pass. On the CPU a forward pass peaks near 850 bytes per pixel
 # (64-channel full-resolution maps plus convolution workspace): 2 megapixels is about 1.7 GB, and
-# a 3000 x 2000 photo (about 5 GB) runs on its own.
+# a 3000 x 2000 photo (about 6 GB) runs on its own.
 DEFAULT_PIXEL_BUDGET = 1 << 21
 
 # (ngf, n_blocks) of both published horse2zebra files: 11,378,179 parameters.
