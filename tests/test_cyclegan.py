@@ -132,6 +132,30 @@ def test_out_of_memory_becomes_a_per_input_message(small_zebra, make_image, tmp_
     assert "--size" in result.error and "--device cpu" in result.error
 
 
+def test_too_large_for_32_bit_indexing_is_a_per_input_message(small_zebra, make_image):
+    from ptmcli.inputs import InputItem
+
+    def too_big(arrays):
+        raise RuntimeError("input tensor must fit into 32-bit index math")
+
+    small_zebra._forward = too_big
+    [[result]] = list(small_zebra.run([InputItem(str(make_image("a.png", size=(20, 10))))], batch_size=1))
+    assert "too large for the CPU's kernels at 20x10; try a smaller --size" in result.error
+    assert "--device cpu" not in result.error  # already on the CPU
+
+
+def test_a_photo_larger_than_free_memory_is_refused_before_it_starts(small_zebra, make_image, monkeypatch):
+    from ptmcli.inputs import InputItem
+
+    monkeypatch.setattr(cyclegan, "available_memory", lambda: 100 * 2**20)  # 100 MiB free
+    big, small = make_image("big.png", size=(3000, 2000)), make_image("small.png", size=(40, 30))
+    results = [r for batch in small_zebra.run([InputItem(str(big)), InputItem(str(small))], batch_size=4)
+               for r in batch]
+    assert "out of CPU memory at 3000x2000 (needs about" in results[0].error
+    assert "try a smaller --size" in results[0].error
+    assert results[1].ok and results[1].image.shape == (30, 40, 3)
+
+
 def test_other_runtime_errors_are_not_hidden(small_zebra, make_image):
     from ptmcli.inputs import InputItem
 

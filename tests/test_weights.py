@@ -182,6 +182,7 @@ def test_missing_generator_hint_names_the_fetch_command():
 
 # --- the commands, through the real entry point -------------------------------------------------
 
+@pytest.mark.slow
 def test_weights_list_shows_search_order_and_states(run_ptm, tmp_path):
     drop = tmp_path / "drop"
     drop.mkdir()
@@ -207,6 +208,7 @@ def test_weights_list_shows_search_order_and_states(run_ptm, tmp_path):
     assert files["horse2zebra_cyclegan"]["path"] == str(drop / "horse2zebra.pth")
 
 
+@pytest.mark.slow
 def test_weights_add_verify_fetch_commands(run_ptm, tmp_path):
     generator = save_generator(tmp_path / "h2z.pth", "cyclegan")  # the real shape, random weights
     small = save_generator(tmp_path / "small.pth", "cyclegan", ngf=8, n_blocks=1)

@@ -59,6 +59,7 @@ def test_offline_without_weights_exits_2_with_the_fix(run_ptm, tmp_path, make_im
     assert original.returncode == 2 and "--allow-unverified" in original.stderr
 
 
+@pytest.mark.slow
 def test_folder_with_corrupt_image_then_rerun_replaces_nothing(run_ptm, tmp_path, make_image, small_weights):
     photos = tmp_path / "photos"
     make_image("a.jpg", size=(257, 383), folder=photos)
@@ -151,6 +152,7 @@ def test_many_inputs_need_a_folder(run_ptm, tmp_path, make_image):
     assert done.returncode == 2 and "-o " in done.stderr and "/" in done.stderr
 
 
+@pytest.mark.slow
 def test_hostile_weight_files_are_refused(run_ptm, tmp_path, make_image, small_weights):
     photo = make_image("p.png")
     marker = tmp_path / "pwned"

@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 SIDE_MULTIPLE = 4
 # The 1/4-scale feature map must be wider than the residual blocks' reflection padding (1 pixel).
 MIN_SIDE = 8
-# Padded input pixels per forward pass. On the CPU a forward pass peaks near 850 bytes per pixel
-# (64-channel full-resolution maps plus convolution workspace): 2 megapixels is about 1.7 GB, and
+# Padded input pixels per forward pass. On the CPU a forward pass peaks near 900 bytes per pixel
+# (64-channel full-resolution maps plus convolution workspace): 2 megapixels is about 1.9 GB, and
 # a 3000 x 2000 photo (about 6 GB) runs on its own.
 DEFAULT_PIXEL_BUDGET = 1 << 21
 
@@ -266,6 +266,8 @@ class Zebrafier:
         self.short_side = short_side
         self.pixel_budget = pixel_budget
         self.model = load_generator(weights_path, label).to(device)
+        # Measured peak on the CPU: about 14 bytes per pixel per base channel (896 at ngf 64).
+        self.bytes_per_pixel = 14 * self.model.model[1].out_channels
 
     def prepare(self, path: str) -> Prepared:
         return prepare_image(path, self.short_side)
@@ -276,7 +278,14 @@ class Zebrafier:
 
         height, width = arrays[0].shape[:2]
         pad_h, pad_w = _pad_amounts(height, width)
-        per_pass = max(1, self.pixel_budget // ((height + pad_h) * (width + pad_w)))
+        pixels = (height + pad_h) * (width + pad_w)
+        per_pass = max(1, self.pixel_budget // pixels)
+        if self.device.type == "cpu":
+            # Refuse up front rather than be killed by the kernel's OOM killer halfway through.
+            available = available_memory()
+            need = self.bytes_per_pixel * pixels * min(per_pass, len(arrays))
+            if available is not None and need > available:
+                raise MemoryError(f"needs about {need / 2**30:.1f} GiB, {available / 2**30:.1f} GiB available")
         outputs: list[np.ndarray] = []
         for start in range(0, len(arrays), per_pass):
             outputs.extend(self._forward(arrays[start:start + per_pass]))
@@ -306,7 +315,7 @@ class Zebrafier:
                     images = self.translate([loaded.value.rgb for loaded in good])
                     outputs = {id(loaded): image for loaded, image in zip(good, images)}
                 except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-                    if not _is_out_of_memory(exc):
+                    if _too_large(exc) is None:
                         raise
                     outputs = {id(loaded): self._one_at_a_time(loaded) for loaded in good}
             results = []
@@ -322,27 +331,49 @@ class Zebrafier:
             yield results
 
     def _one_at_a_time(self, loaded) -> "np.ndarray | str":
-        """After running out of memory on a batch: this input alone, or the message why not."""
+        """After a batch was too large: this input alone, or the message why it cannot be done."""
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         try:
             return self.translate([loaded.value.rgb])[0]
         except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-            if not _is_out_of_memory(exc):
+            problem = _too_large(exc)
+            if problem is None:
                 raise
             height, width = loaded.value.rgb.shape[:2]
-            where = "GPU" if self.device.type == "cuda" else "CPU"
+            where = {"cuda": "GPU", "cpu": "CPU"}.get(self.device.type, self.device.type.upper())
             fixes = "a smaller --size (e.g. --size 512)"
             if self.device.type != "cpu":
                 fixes += " or --device cpu"
-            return f"{loaded.item.path}: out of {where} memory at {width}x{height}; try {fixes}"
+            what = f"out of {where} memory" if problem == "memory" else f"too large for the {where}'s kernels"
+            detail = f" ({exc})" if isinstance(exc, MemoryError) and str(exc) else ""
+            return f"{loaded.item.path}: {what} at {width}x{height}{detail}; try {fixes}"
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
+def available_memory() -> int | None:
+    """Bytes the kernel says can be allocated without swapping (Linux), else None (unknown)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _too_large(exc: BaseException) -> str | None:
+    """'memory' or 'indexing' when `exc` says the input was too big for the device, else None."""
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
+        return "memory"
     text = str(exc)
-    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+    if "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text:
+        return "memory"
+    # CUDA kernels that index with 32 bits refuse tensors over 2**31 elements (64 channels of a
+    # 6000 x 6000 picture) whatever memory is free.
+    if "32-bit index" in text or "32 bit index" in text:
+        return "indexing"
+    return None
