@@ -26,10 +26,9 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
-
-from dataclasses import dataclass
 
 from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
 from ptmcli.registry import GENERATOR_WEIGHTS, WeightFile, package_file_path
@@ -300,7 +299,10 @@ def resolve(
     if found is not None:
         if not expected_sha256(weight):
             # A file placed by hand with no published hash: trust it now, and only this content later.
-            pin(weight, file_sha256(found), found.stat().st_size, f"first found at {found}")
+            try:
+                pin(weight, file_sha256(found), found.stat().st_size, f"first found at {found}")
+            except OSError:
+                pass  # a read-only cache: nothing to pin against, the file is still usable
         verify(found, weight)
         return found
     if offline or not weight.url:

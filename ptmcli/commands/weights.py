@@ -116,6 +116,10 @@ def fetch(
                            ["run it online, or copy a file in with `ptm weights add`"])
     with transfer_progress(f"downloading {weight.filename}") as on_bytes:
         path = weight_files.fetch(weight, allow_unverified=allow_unverified, progress=on_bytes)
+    first = weight_files.find(weight)
+    if first is not None and first.resolve() != path.resolve():
+        sys.stderr.write(f"ptm: note: {first} comes earlier in the search order and is used instead; "
+                         "delete it to use the new download\n")
     sys.stdout.write(f"{path}\n")
 
 
