@@ -11,6 +11,8 @@ import typer
 from ptmcli import __version__
 from ptmcli.commands import classify as classify_cmds
 from ptmcli.commands import tensors as tensor_cmds
+from ptmcli.commands import weights as weights_cmds
+from ptmcli.commands import zebrafy as zebrafy_cmds
 from ptmcli.errors import EXIT_CANNOT_START, PtmError
 
 app = typer.Typer(
@@ -47,6 +49,8 @@ app.command("classify")(classify_cmds.classify)
 app.command("models")(classify_cmds.models)
 app.command("inspect-tensor", cls=tensor_cmds.ViewOrderCommand)(tensor_cmds.inspect_tensor)
 app.command("export-hdf5")(tensor_cmds.export_hdf5)
+app.command("zebrafy")(zebrafy_cmds.zebrafy)
+app.add_typer(weights_cmds.app, name="weights")
 
 
 def main() -> None:

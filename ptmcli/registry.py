@@ -225,6 +225,52 @@ _EXTRA_SPECS: dict[str, Callable[[], ClassifierSpec]] = {
 }
 
 
+# --- image-to-image generators (chapter 2.2: horse -> zebra) -------------------------------------
+
+_CYCLEGAN_LICENSE = (
+    "code: BSD (junyanz/pytorch-CycleGAN-and-pix2pix); weights: no license published with the file; "
+    "trained on ImageNet horse and zebra photos"
+)
+
+HORSE2ZEBRA = WeightFile(
+    name="horse2zebra",
+    filename="horse2zebra_0.4.0.pth",
+    # github.com/<repo>/raw/<ref>/<path> answers with a redirect to raw.githubusercontent.com for a
+    # plain blob and to media.githubusercontent.com/media/... for a Git LFS object, so it fetches the
+    # bytes whichever way the repository stores them (urllib follows the redirect).
+    url="https://github.com/deep-learning-with-pytorch/dlwpt-code/raw/master/data/p1ch2/horse2zebra_0.4.0.pth",
+    # Size and SHA-256 as a Git LFS pointer for this file records them (git blob SHA-1 in
+    # dlwpt-code: ce10268a67fba8227bd42a071e17eef1b358fa2b).
+    sha256="043afb9bdb059f8423ba772f9b01b5d72dc63f8221989e7750807df6c55d56b4",
+    size=45_519_250,
+    license=_CYCLEGAN_LICENSE,
+    source="the book's companion repository deep-learning-with-pytorch/dlwpt-code, data/p1ch2/ "
+    "(CycleGAN's horse2zebra generator saved with PyTorch 0.4.0)",
+)
+
+HORSE2ZEBRA_CYCLEGAN = WeightFile(
+    name="horse2zebra_cyclegan",
+    filename="horse2zebra.pth",
+    url="http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/horse2zebra.pth",
+    sha256=None,  # none published: ptm pins the SHA-256 of the first copy it accepts
+    size=None,
+    license=_CYCLEGAN_LICENSE,
+    source="the CycleGAN project's pretrained models (junyanz/pytorch-CycleGAN-and-pix2pix, "
+    "scripts/download_cyclegan_model.sh), served over plain http",
+)
+
+DEFAULT_GENERATOR = "horse2zebra"
+GENERATOR_WEIGHTS: dict[str, WeightFile] = {w.name: w for w in (HORSE2ZEBRA, HORSE2ZEBRA_CYCLEGAN)}
+
+
+def get_generator_weights(name: str) -> WeightFile:
+    if name in GENERATOR_WEIGHTS:
+        return GENERATOR_WEIGHTS[name]
+    raise UnknownModel(
+        f"unknown generator {name!r}", [f"choose one of: {', '.join(GENERATOR_WEIGHTS)}"]
+    )
+
+
 @lru_cache(maxsize=1)
 def torchvision_classifier_names() -> tuple[str, ...]:
     import torchvision.models
@@ -270,3 +316,27 @@ def package_file_path(weight: WeightFile) -> str | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return os.path.join(list(spec.submodule_search_locations)[0], relative)
+
+
+def known_weight_files(pattern: str | None = None) -> list[WeightFile]:
+    """Every weight file ptm knows: the ImageNet classifiers, then the generators."""
+    files = [spec.weights for spec in list_classifiers()] + list(GENERATOR_WEIGHTS.values())
+    if pattern:
+        files = [w for w in files if fnmatch.fnmatch(w.name, pattern) or fnmatch.fnmatch(w.filename, pattern)]
+    return files
+
+
+def get_weight_file(name: str) -> WeightFile:
+    """A known weight file by registry name (`resnet101`, `horse2zebra`) or by file name."""
+    if name in GENERATOR_WEIGHTS:
+        return GENERATOR_WEIGHTS[name]
+    if name in _EXTRA_SPECS or name in torchvision_classifier_names():
+        return get_classifier(name).weights
+    for weight in known_weight_files():
+        if weight.filename == name:
+            return weight
+    names = sorted(set(classifier_names()) | set(GENERATOR_WEIGHTS))
+    close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
+    hints = [f"did you mean: {', '.join(close)}?"] if close else []
+    hints.append("`ptm weights list` shows every weight file ptm knows")
+    raise UnknownModel(f"unknown weight file {name!r}", hints)

@@ -7,7 +7,12 @@ Search order for a known file (first hit wins):
   4. the user cache: $XDG_CACHE_HOME/ptm/weights (default ~/.cache/ptm/weights)
   5. torchvision's cache: $TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints)
   6. inside the installed Python package that ships it (efficientnet_lite0)
-Downloads go to torchvision's cache, so ptm and torchvision share one copy.
+Downloads of torchvision's files go to torchvision's cache, so ptm and torchvision share one copy;
+other downloads, and files brought with `ptm weights add`, go to the user cache.
+
+A file with no published checksum (the CycleGAN project's horse2zebra.pth) is downloaded only when
+asked explicitly; ptm then pins the SHA-256 it received (`pinned.json` beside the verified memo) and
+checks every later load against it.
 """
 
 from __future__ import annotations
@@ -16,14 +21,18 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ptmcli.errors import DownloadFailed, WeightsInvalid, WeightsNotFound
-from ptmcli.registry import WeightFile, package_file_path
+from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
+from ptmcli.registry import GENERATOR_WEIGHTS, WeightFile, package_file_path
 
 if TYPE_CHECKING:
     import torch
@@ -69,6 +78,26 @@ def search_locations(weight: WeightFile | None = None) -> list[tuple[str, Path]]
         if shipped:
             places.append((f"package {weight.package_file[0]}", Path(shipped).parent))
     return places
+
+
+def search_order() -> list[tuple[str, str]]:
+    """The whole search order as (label, place) for people: what `ptm weights list` prints."""
+    order = [("--weights FILE", "the file named on the command line, used as given")]
+    env = os.environ.get("PTM_WEIGHTS_DIR")
+    order.append(("$PTM_WEIGHTS_DIR", env if env else "(not set)"))
+    repo = repo_weights_dir()
+    order.append(("repository weights/", str(repo) if repo else "(not a source checkout)"))
+    order.append(("user cache", str(user_cache_dir())))
+    order.append(("torchvision cache", str(torch_hub_checkpoints())))
+    order.append(("installed package", "the Python package that ships the file (efficientnet_lite0)"))
+    return order
+
+
+def download_destination(weight: WeightFile) -> Path:
+    """torchvision's own files go where torchvision would put them; everything else to the user cache."""
+    if weight.url and weight.url.startswith("https://download.pytorch.org/"):
+        return torch_hub_checkpoints() / weight.filename
+    return user_cache_dir() / weight.filename
 
 
 def find(weight: WeightFile) -> Path | None:
@@ -121,9 +150,63 @@ def file_sha256(path: Path) -> str:
     return digest
 
 
+def remembered_sha256(path: Path) -> str | None:
+    """The memo's SHA-256 for `path` if the file is unchanged since it was hashed; never reads it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    entry = _read_memo().get(str(path.resolve()))
+    if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return entry["sha256"]
+    return None
+
+
+def rehash(path: Path) -> str:
+    """Read the whole file again, ignoring (and refreshing) the memo."""
+    stat = path.stat()
+    digest = sha256_of(path)
+    memo = _read_memo()
+    memo[str(path.resolve())] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+    _write_memo(memo)
+    return digest
+
+
+# --- pins: the SHA-256 ptm saw for files whose publisher gives none ------------------------------
+
+def _pins_path() -> Path:
+    return _cache_home() / "ptm" / "pinned.json"
+
+
+def _read_pins() -> dict:
+    try:
+        pins = json.loads(_pins_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return pins if isinstance(pins, dict) else {}
+
+
+def pinned_sha256(weight: WeightFile) -> str | None:
+    entry = _read_pins().get(weight.filename)
+    return entry.get("sha256") if isinstance(entry, dict) else None
+
+
+def pin(weight: WeightFile, digest: str, size: int, origin: str) -> None:
+    """Remember `digest` as the one acceptable content of `weight` (trust on first use)."""
+    pins = _read_pins()
+    pins[weight.filename] = {"name": weight.name, "sha256": digest, "size": size, "origin": origin,
+                             "pinned": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_bytes(_pins_path(), json.dumps(pins, indent=1, sort_keys=True).encode())
+
+
+def expected_sha256(weight: WeightFile) -> str | None:
+    """The published hash (full or torchvision's prefix), else the pinned one, else None."""
+    return weight.expected_hash() or pinned_sha256(weight)
+
+
 def hash_matches(digest: str, weight: WeightFile) -> bool | None:
-    """True/False against the published hash; None when nothing is published to check."""
-    expected = weight.expected_hash()
+    """True/False against the published (or pinned) hash; None when there is nothing to check."""
+    expected = expected_sha256(weight)
     if not expected:
         return None
     return digest.startswith(expected.lower())
@@ -131,15 +214,50 @@ def hash_matches(digest: str, weight: WeightFile) -> bool | None:
 
 def verify(path: Path, weight: WeightFile) -> None:
     """Refuse a file that does not match its published hash (torch.hub checks only at download)."""
-    if not weight.expected_hash():
+    expected = expected_sha256(weight)
+    if not expected:
         return
     digest = file_sha256(path)
     if not hash_matches(digest, weight):
+        if weight.expected_hash():
+            raise WeightsInvalid(
+                f"weights file {path} is damaged or not the published {weight.filename} "
+                f"(sha256 {digest[:16]}..., expected {expected[:16]}...)",
+                [f"delete it and run again online, or `ptm weights fetch {weight.name} --force`"],
+            )
         raise WeightsInvalid(
-            f"weights file {path} is damaged or not the published {weight.filename} "
-            f"(sha256 {digest[:16]}..., expected {weight.expected_hash()[:16]}...)",
-            [f"delete it and run again online, or `ptm weights fetch {weight.name}`"],
+            f"weights file {path} changed since ptm first accepted {weight.filename} "
+            f"(sha256 {digest[:16]}..., pinned {expected[:16]}...)",
+            [f"if you replaced it on purpose: `ptm weights add {weight.name} FILE --force` pins the new copy",
+             f"otherwise delete it and `ptm weights fetch {weight.name} --allow-unverified --force`"],
         )
+
+
+@dataclass(frozen=True)
+class WeightState:
+    """Where a known file is and what ptm knows about its content, for `ptm weights list/verify`."""
+
+    weight: WeightFile
+    path: Path | None
+    # verified | pinned | mismatch | unchecked (present, not hashed yet) | no published hash | missing
+    check: str
+    sha256: str | None = None
+
+
+def state_of(weight: WeightFile, reread: bool = False) -> WeightState:
+    """Present or not, and verified or not; hashes only with `reread` (a listing stays instant)."""
+    path = find(weight)
+    if path is None:
+        return WeightState(weight, None, "missing")
+    digest = rehash(path) if reread else remembered_sha256(path)
+    if digest is None:
+        return WeightState(weight, path, "unchecked")
+    verdict = hash_matches(digest, weight)
+    if verdict is None:
+        return WeightState(weight, path, "no published hash", digest)
+    if not verdict:
+        return WeightState(weight, path, "mismatch", digest)
+    return WeightState(weight, path, "verified" if weight.expected_hash() else "pinned", digest)
 
 
 # --- locating, with the network only when allowed -------------------------------------------
@@ -152,11 +270,15 @@ def not_found(weight: WeightFile, offline: bool, reason: str = "") -> WeightsNot
     elif reason:
         hints.append(f"download failed: {reason}")
     ways = ["pass a local copy with --weights FILE"]
-    if weight.url:
-        ways.append(f"run once online to download {weight.url}")
+    if weight.url and weight.expected_hash():
+        ways.append(f"go online and run `ptm weights fetch {weight.name}` (downloads {weight.url})")
+    elif weight.url:
+        ways.append(f"`ptm weights fetch {weight.name} --allow-unverified` (downloads {weight.url}, "
+                    "which has no published checksum)")
+    ways.append(f"copy in a file you have with `ptm weights add {weight.name} FILE`")
     if weight.install_hint.startswith("pip "):
         ways.append(weight.install_hint)
-    if weight.name != "efficientnet_lite0" and not weight.name.startswith("horse2zebra"):
+    if weight.name != "efficientnet_lite0" and weight.name not in GENERATOR_WEIGHTS:
         ways.append("or use --model efficientnet_lite0, whose weights install with ptm")
     hints.append("fix: " + "; ".join(ways))
     return WeightsNotFound(f"no weights for {weight.name} ({weight.filename}) on this machine", hints)
@@ -176,15 +298,48 @@ def resolve(
         return path
     found = find(weight)
     if found is not None:
+        if not expected_sha256(weight):
+            # A file placed by hand with no published hash: trust it now, and only this content later.
+            try:
+                pin(weight, file_sha256(found), found.stat().st_size, f"first found at {found}")
+            except OSError:
+                pass  # a read-only cache: nothing to pin against, the file is still usable
         verify(found, weight)
         return found
     if offline or not weight.url:
         raise not_found(weight, offline)
-    destination = torch_hub_checkpoints() / weight.filename
+    if not weight.expected_hash():
+        raise unverified_refused(weight)
     try:
-        return download(weight.url, destination, weight, progress=progress)
+        return fetch(weight, progress=progress)
     except DownloadFailed as exc:
         raise not_found(weight, offline, exc.message) from None
+
+
+def unverified_refused(weight: WeightFile) -> WeightsNotFound:
+    return WeightsNotFound(
+        f"no weights for {weight.name} ({weight.filename}) on this machine, and its publisher gives no "
+        "checksum, so ptm does not download it on its own",
+        [f"download it knowingly: `ptm weights fetch {weight.name} --allow-unverified` "
+         "(ptm pins the SHA-256 it receives and checks it on every later load)",
+         f"or copy in a file you have: `ptm weights add {weight.name} FILE`, or pass --weights FILE"],
+    )
+
+
+def fetch(
+    weight: WeightFile,
+    allow_unverified: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Path:
+    """Download `weight` to its cache folder and check it; pin the hash of an unpublished one."""
+    if not weight.url:
+        raise not_found(weight, offline=False)
+    if not weight.expected_hash() and not allow_unverified:
+        raise unverified_refused(weight)
+    destination = download(weight.url, download_destination(weight), weight, progress=progress)
+    if not weight.expected_hash():
+        pin(weight, file_sha256(destination), destination.stat().st_size, weight.url)
+    return destination
 
 
 def download(
@@ -218,10 +373,11 @@ def download(
         if weight is not None:
             if weight.size is not None and received != weight.size:
                 raise DownloadFailed(f"got {received:,} bytes, expected {weight.size:,}")
-            if hash_matches(digest.hexdigest(), weight) is False:
+            published = weight.expected_hash()
+            if published and not digest.hexdigest().startswith(published.lower()):
                 raise DownloadFailed(
                     f"sha256 {digest.hexdigest()[:16]}... does not match the published "
-                    f"{weight.expected_hash()[:16]}..."
+                    f"{published[:16]}..."
                 )
         os.replace(partial, destination)
     except urllib.error.HTTPError as exc:
@@ -248,22 +404,37 @@ def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
 
     kwargs = {"map_location": "cpu", "weights_only": True}
     try:
-        try:
-            state = torch.load(path, mmap=True, **kwargs)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc) and "zip" not in str(exc):
-                raise
-            state = torch.load(path, **kwargs)  # legacy (pre-1.6) format cannot be mapped
+        with warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4": noise about a file that is refused anyway.
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                state = torch.load(path, mmap=True, **kwargs)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc) and "zip" not in str(exc):
+                    raise
+                state = torch.load(path, **kwargs)  # legacy (pre-1.6) format cannot be mapped
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        # torch names the first thing it would not build ("Unsupported global: GLOBAL posix.system").
+        named = next((line for line in lines if "GLOBAL" in line or "global" in line), None)
+        if named is None:
+            detail = next((line for line in lines if line.startswith("Unsupported")), "not a pickle ptm can read")
+            raise WeightsInvalid(
+                f"weights file {path} is not a readable PyTorch file ({detail[:160]})",
+                ["delete it and download it again, or pass another file with --weights"],
+            ) from None
         raise WeightsInvalid(
-            f"weights file {path} was refused: it holds more than tensors ({first[:160]})",
+            f"weights file {path} was refused: it holds more than tensors ({named[:160]})",
             ["ptm loads only plain state dicts (torch.load weights_only=True); "
              "re-save the file with torch.save(model.state_dict(), path)"],
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as exc:
+        # A text or random file dies inside the unpickler with KeyError/IndexError (an unknown opcode).
+        reason = (str(exc).splitlines() or [""])[0][:160]
+        if isinstance(exc, (KeyError, IndexError)):
+            reason = f"{type(exc).__name__} {reason} while unpickling"
         raise WeightsInvalid(
-            f"weights file {path} is not a readable PyTorch file ({str(exc).splitlines()[0][:160]})",
+            f"weights file {path} is not a readable PyTorch file ({reason})",
             ["delete it and download it again, or pass another file with --weights"],
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -276,7 +447,9 @@ def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
     return state
 
 
-def check_keys(model: "torch.nn.Module", state: dict, path: Path, model_name: str) -> None:
+def check_keys(
+    model: "torch.nn.Module", state: dict, path: Path, model_name: str, hints: list[str] | None = None
+) -> None:
     """Refuse a state dict of another layout, naming the keys that do not fit."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
@@ -302,8 +475,65 @@ def check_keys(model: "torch.nn.Module", state: dict, path: Path, model_name: st
         parts.append(f"{len(wrong_shape)} of another shape: {some(wrong_shape)}")
     raise WeightsInvalid(
         f"weights file {path} does not fit {model_name}: " + "; ".join(parts),
-        ["pass the weights of this model, or pick the model they belong to with --model"],
+        hints or ["pass the weights of this model, or pick the model they belong to with --model"],
     )
+
+
+def add_file(
+    weight: WeightFile,
+    source: Path,
+    force: bool = False,
+    check: Callable[[Path], None] | None = None,
+) -> Path:
+    """Copy a file the user brought into the user cache under its known name, once it checks out.
+
+    A file with a published hash must match it. One without must pass `check` (for example, load
+    into its network), and its hash is pinned. The copy is atomic: a temp file, then a rename.
+    """
+    if not source.is_file():
+        raise WeightsNotFound(f"{source} is not a file", ["name the weight file to add"])
+    digest = rehash(source)
+    published = weight.expected_hash()
+    if published and not digest.startswith(published.lower()):
+        raise WeightsInvalid(
+            f"{source} is not the published {weight.filename} "
+            f"(sha256 {digest[:16]}..., expected {published[:16]}...)",
+            [f"`ptm weights fetch {weight.name}` downloads the published file"],
+        )
+    if weight.size is not None and source.stat().st_size != weight.size:
+        raise WeightsInvalid(f"{source} has {source.stat().st_size:,} bytes, expected {weight.size:,}")
+    if check is not None:
+        check(source)
+    destination = user_cache_dir() / weight.filename
+    if destination.is_file():
+        if rehash(destination) == digest:
+            if not published:
+                pin(weight, digest, source.stat().st_size, f"ptm weights add {source}")
+            return destination
+        if not force:
+            raise OutputExists(
+                f"{destination} exists and holds another copy of {weight.filename}",
+                ["pass --force to replace it"],
+            )
+    atomic_copy(source, destination)
+    file_sha256(destination)  # remember it, so the next load need not re-read it
+    if not published:
+        pin(weight, digest, source.stat().st_size, f"ptm weights add {source}")
+    return destination
+
+
+def atomic_copy(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out, _CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, destination)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -1,43 +1,42 @@
-"""Weight files: download against a local server, hash checks, the search order, safe loading."""
+"""Fetching, verifying, pinning and adding weight files; downloads against a server on 127.0.0.1."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import threading
 from pathlib import Path
 
 import pytest
 
 from ptmcli import weights
-from ptmcli.errors import DownloadFailed, WeightsInvalid, WeightsNotFound
-from ptmcli.registry import WeightFile
+from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
+from ptmcli.registry import GENERATOR_WEIGHTS, WeightFile, get_weight_file, known_weight_files
+from zebra_helpers import save_generator
 
-PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: several read chunks
+PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        body = PAYLOAD
-        if self.path == "/cut":
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body[: len(body) // 3])
-            return
-        if self.path == "/missing":
-            self.send_error(404)
-            return
+    def do_GET(self):  # noqa: N802 - http.server's name
+        body = PAYLOAD[::-1] if self.path == "/wrong" else PAYLOAD  # same length, other bytes
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(PAYLOAD)))
         self.end_headers()
+        if self.path == "/cut":
+            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 3])  # then the connection drops
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(body)
 
     def log_message(self, *args):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def server():
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -49,90 +48,193 @@ def server():
 @pytest.fixture(autouse=True)
 def caches(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.delenv("PTM_WEIGHTS_DIR", raising=False)
+    monkeypatch.setattr(weights, "repo_weights_dir", lambda: None)
 
 
-def spec(url: str, sha256: str | None = None) -> WeightFile:
-    return WeightFile(name="demo", filename="demo-1234.pth", url=url, sha256=sha256, size=len(PAYLOAD))
+def published(url: str, **kw) -> WeightFile:
+    return WeightFile(name="thing", filename="thing.pth", url=url, sha256=PAYLOAD_SHA256, size=len(PAYLOAD), **kw)
 
 
-GOOD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
-
-
-def test_download_good_file(server, tmp_path):
-    seen = []
-    path = weights.resolve(spec(f"{server}/good", GOOD_SHA), progress=lambda done, total: seen.append((done, total)))
-    assert path == tmp_path / "torch" / "hub" / "checkpoints" / "demo-1234.pth"
+def test_fetch_good_file_to_user_cache_and_find_it(server):
+    path = weights.fetch(published(f"{server}/good"))
+    assert path == weights.user_cache_dir() / "thing.pth"
     assert path.read_bytes() == PAYLOAD
+    assert weights.resolve(published(f"{server}/good"), offline=True) == path
+    assert not path.with_name("thing.pth.part").exists()
+
+
+def test_progress_reports_bytes(server):
+    seen = []
+    weights.fetch(published(f"{server}/good"), progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
-    assert not list(path.parent.glob("*.part"))
 
 
-@pytest.mark.parametrize("route, sha, expected", [
-    ("/good", "0" * 64, "does not match"),
-    ("/cut", GOOD_SHA, "cut off"),
-    ("/missing", GOOD_SHA, "404"),
-])
-def test_failed_downloads_leave_nothing(server, tmp_path, route, sha, expected):
-    destination = tmp_path / "out" / "demo-1234.pth"
-    with pytest.raises(DownloadFailed, match=expected):
-        weights.download(f"{server}{route}", destination, spec("", sha))
-    assert not destination.exists()
-    assert not list(destination.parent.glob("*"))
+@pytest.mark.parametrize("path, reason", [("/wrong", "does not match"), ("/cut", "cut off|IncompleteRead|Remote")])
+def test_bad_downloads_leave_nothing(server, path, reason):
+    weight = published(f"{server}{path}")
+    with pytest.raises(DownloadFailed, match=reason):
+        weights.fetch(weight)
+    folder = weights.user_cache_dir()
+    assert not folder.exists() or list(folder.iterdir()) == []
 
 
-def test_offline_never_downloads(server):
-    with pytest.raises(WeightsNotFound) as info:
-        weights.resolve(spec(f"{server}/good", GOOD_SHA), offline=True)
-    assert "offline" in " ".join(info.value.hints)
+def test_unreachable_server_offline_hint(server):
+    weight = published("http://127.0.0.1:9/nothing-listens-here")
+    with pytest.raises(WeightsNotFound) as caught:
+        weights.resolve(weight)
+    assert "download failed" in " ".join(caught.value.hints)
 
 
-def test_search_order_prefers_ptm_weights_dir(tmp_path, monkeypatch):
-    first, later = tmp_path / "first", tmp_path / "torch" / "hub" / "checkpoints"
-    for folder in (first, later):
-        folder.mkdir(parents=True)
-        (folder / "demo-1234.pth").write_bytes(PAYLOAD)
-    monkeypatch.setenv("PTM_WEIGHTS_DIR", str(first))
-    assert weights.find(spec("")) == first / "demo-1234.pth"
-    labels = [label for label, _ in weights.search_locations()]
-    assert labels.index("$PTM_WEIGHTS_DIR") < labels.index("user cache") < labels.index("torchvision cache")
+def test_unpublished_file_needs_the_flag_and_is_pinned(server):
+    weight = WeightFile(name="thing", filename="thing.pth", url=f"{server}/good")
+    with pytest.raises(WeightsNotFound, match="no checksum") as caught:
+        weights.resolve(weight)
+    assert "--allow-unverified" in " ".join(caught.value.hints)
+    with pytest.raises(WeightsNotFound):
+        weights.fetch(weight)
+
+    path = weights.fetch(weight, allow_unverified=True)
+    assert weights.pinned_sha256(weight) == PAYLOAD_SHA256
+    assert weights.resolve(weight, offline=True) == path
+    assert weights.state_of(weight).check == "pinned"
+
+    path.write_bytes(PAYLOAD[::-1])  # someone swapped the file
+    with pytest.raises(WeightsInvalid, match="changed since ptm first accepted"):
+        weights.resolve(weight, offline=True)
+    assert weights.state_of(weight, reread=True).check == "mismatch"
 
 
-def test_damaged_copy_is_refused_even_when_cached(tmp_path):
-    cached = tmp_path / "torch" / "hub" / "checkpoints" / "demo-1234.pth"
-    cached.parent.mkdir(parents=True)
-    cached.write_bytes(PAYLOAD[:-1] + b"!")
-    with pytest.raises(WeightsInvalid, match="damaged"):
-        weights.resolve(spec("http://127.0.0.1:9/never", GOOD_SHA))
+def test_unpublished_file_placed_by_hand_is_pinned_on_first_use(tmp_path):
+    weight = WeightFile(name="thing", filename="thing.pth")
+    weights.user_cache_dir().mkdir(parents=True)
+    (weights.user_cache_dir() / "thing.pth").write_bytes(b"first copy")
+    assert weights.state_of(weight, reread=True).check == "no published hash"
+    weights.resolve(weight, offline=True)
+    assert weights.pinned_sha256(weight) == hashlib.sha256(b"first copy").hexdigest()
 
 
-def test_hash_memo_rehashes_after_a_change(tmp_path):
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"one")
-    first = weights.file_sha256(path)
-    path.write_bytes(b"two!")
-    assert weights.file_sha256(path) != first == hashlib.sha256(b"one").hexdigest()
+def test_published_hash_mismatch_in_cache_is_refused():
+    weight = published("http://127.0.0.1:9/x")
+    weights.user_cache_dir().mkdir(parents=True)
+    (weights.user_cache_dir() / "thing.pth").write_bytes(b"damaged")
+    with pytest.raises(WeightsInvalid, match="damaged or not the published"):
+        weights.resolve(weight, offline=True)
 
 
-def test_torchvision_prefix_is_a_hash_check():
-    tv = WeightFile(name="x", filename="x-cd907fc2.pth", sha256_prefix="cd907fc2")
-    assert weights.hash_matches("cd907fc2" + "0" * 56, tv) is True
-    assert weights.hash_matches("00000000" + "0" * 56, tv) is False
+def test_add_checks_the_hash_then_copies_atomically(tmp_path):
+    weight = published("http://127.0.0.1:9/x")
+    wrong = tmp_path / "wrong.pth"
+    wrong.write_bytes(b"x" * 10)
+    with pytest.raises(WeightsInvalid, match="not the published"):
+        weights.add_file(weight, wrong)
+    good = tmp_path / "good.pth"
+    good.write_bytes(PAYLOAD)
+    dest = weights.add_file(weight, good)
+    assert dest == weights.user_cache_dir() / "thing.pth" and dest.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["thing.pth"]
+    assert weights.add_file(weight, good) == dest  # the same file again: nothing to do
 
 
-def test_load_refuses_non_tensor_content(tmp_path):
-    import torch
+def test_add_unpublished_runs_the_check_and_pins(tmp_path):
+    weight = WeightFile(name="thing", filename="thing.pth")
+    first, second = tmp_path / "1.pth", tmp_path / "2.pth"
+    first.write_bytes(b"one")
+    second.write_bytes(b"two")
 
-    path = tmp_path / "odd.pth"
-    torch.save({"a": torch.zeros(2), "b": "text"}, path)
-    with pytest.raises(WeightsInvalid, match="state dict"):
-        weights.load_state_dict(path)
+    def refuse(path):
+        raise WeightsInvalid("not a generator")
+
+    with pytest.raises(WeightsInvalid, match="not a generator"):
+        weights.add_file(weight, first, check=refuse)
+    assert not (weights.user_cache_dir() / "thing.pth").exists()
+    weights.add_file(weight, first, check=lambda p: None)
+    with pytest.raises(OutputExists):
+        weights.add_file(weight, second)
+    weights.add_file(weight, second, force=True)
+    assert weights.pinned_sha256(weight) == hashlib.sha256(b"two").hexdigest()
 
 
-def test_load_reads_legacy_format(tmp_path):
-    import torch
+def test_registry_knows_both_horse2zebra_files():
+    book = get_weight_file("horse2zebra")
+    assert book is get_weight_file("horse2zebra_0.4.0.pth")
+    assert book.size == 45_519_250
+    assert book.sha256 == "043afb9bdb059f8423ba772f9b01b5d72dc63f8221989e7750807df6c55d56b4"
+    assert "dlwpt-code" in book.url and book.url.endswith("data/p1ch2/horse2zebra_0.4.0.pth")
+    original = get_weight_file("horse2zebra_cyclegan")
+    assert original.filename == "horse2zebra.pth" and original.sha256 is None
+    assert original.url == "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/horse2zebra.pth"
+    assert weights.download_destination(book) == weights.user_cache_dir() / "horse2zebra_0.4.0.pth"
+    resnet = get_weight_file("resnet101")
+    assert weights.download_destination(resnet).parent == weights.torch_hub_checkpoints()
+    names = {w.name for w in known_weight_files()}
+    assert {"resnet101", "efficientnet_lite0", *GENERATOR_WEIGHTS} <= names
 
-    path = tmp_path / "legacy.pth"
-    torch.save({"w": torch.arange(4.0)}, path, _use_new_zipfile_serialization=False)
-    assert torch.equal(weights.load_state_dict(path)["w"], torch.arange(4.0))
+
+def test_missing_generator_hint_names_the_fetch_command():
+    hints = " ".join(weights.not_found(get_weight_file("horse2zebra"), offline=True).hints)
+    assert "ptm weights fetch horse2zebra" in hints and "--weights FILE" in hints
+    assert "efficientnet_lite0" not in hints
+    hints = " ".join(weights.not_found(get_weight_file("horse2zebra_cyclegan"), offline=True).hints)
+    assert "--allow-unverified" in hints
+
+
+# --- the commands, through the real entry point -------------------------------------------------
+
+@pytest.mark.slow
+def test_weights_list_shows_search_order_and_states(run_ptm, tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    save_generator(drop / "horse2zebra.pth", "cyclegan", ngf=8, n_blocks=1)
+    done = run_ptm("weights", "list", env={"PTM_WEIGHTS_DIR": str(drop)})
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    order = [line.split(". ", 1)[1] for line in text.splitlines() if line[:4].strip().rstrip(".").isdigit()]
+    assert [o.split("  ")[0] for o in order] == [
+        "--weights FILE", "$PTM_WEIGHTS_DIR", "repository weights/", "user cache", "torchvision cache",
+        "installed package"]
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[9:] if line.strip()}
+    assert rows["horse2zebra"][1:3] == ["missing", "-"]
+    assert rows["horse2zebra_cyclegan"][1:3] == ["present", "unchecked"]
+    assert rows["resnet101"][1] == "missing"
+    assert "043afb9bdb059f84" in rows["horse2zebra"] and "45,519,250" in rows["horse2zebra"]
+
+    listing = json.loads(run_ptm("weights", "list", "horse*", "--format", "json",
+                                 env={"PTM_WEIGHTS_DIR": str(drop)}).stdout)
+    assert [s["label"] for s in listing["search_order"]][1] == "$PTM_WEIGHTS_DIR"
+    files = {f["name"]: f for f in listing["files"]}
+    assert set(files) == {"horse2zebra", "horse2zebra_cyclegan"}
+    assert files["horse2zebra_cyclegan"]["path"] == str(drop / "horse2zebra.pth")
+
+
+@pytest.mark.slow
+def test_weights_add_verify_fetch_commands(run_ptm, tmp_path):
+    generator = save_generator(tmp_path / "h2z.pth", "cyclegan")  # the real shape, random weights
+    small = save_generator(tmp_path / "small.pth", "cyclegan", ngf=8, n_blocks=1)
+
+    refused = run_ptm("weights", "add", "horse2zebra", generator)  # published hash: must match
+    assert refused.returncode == 2 and "not the published horse2zebra_0.4.0.pth" in refused.stderr
+    too_small = run_ptm("weights", "add", "horse2zebra_cyclegan", small)
+    assert too_small.returncode == 2 and "8 base channels" in too_small.stderr
+
+    added = run_ptm("weights", "add", "horse2zebra_cyclegan", generator)
+    assert added.returncode == 0, added.stderr
+    cached = Path(added.stdout.strip())
+    assert cached.name == "horse2zebra.pth" and cached.read_bytes() == generator.read_bytes()
+
+    checked = run_ptm("weights", "verify", "horse2zebra_cyclegan")
+    assert checked.returncode == 0 and checked.stdout.startswith("pinned\thorse2zebra_cyclegan\t")
+    assert run_ptm("weights", "fetch", "horse2zebra_cyclegan").stdout.strip() == str(cached)  # already here
+
+    cached.write_bytes(small.read_bytes())
+    bad = run_ptm("weights", "verify")
+    assert bad.returncode == 1 and "mismatch\thorse2zebra_cyclegan" in bad.stdout
+    assert "horse2zebra.pth" in bad.stderr
+
+    offline = run_ptm("weights", "fetch", "horse2zebra")
+    assert offline.returncode == 2 and "offline" in offline.stderr
+    missing = run_ptm("weights", "verify", "horse2zebra")
+    assert missing.returncode == 2 and "ptm weights fetch horse2zebra" in missing.stderr
+    unknown = run_ptm("weights", "fetch", "horse2zebre")
+    assert unknown.returncode == 2 and "did you mean" in unknown.stderr

@@ -1,0 +1,155 @@
+"""Result images on disk: output names, format from the extension, atomic writes that never clobber.
+
+Torch-free: the command plans every output before a model is loaded, so a bad `-o` or a name
+collision is reported in a second, not after the first forward pass.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from ptmcli.errors import OutputExists, UsageProblem
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from ptmcli.inputs import InputItem
+
+# Lower-cased suffix -> Pillow format name.
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+NAME_FIELDS = ("stem", "ext")
+_SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {}}
+
+
+def output_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise UsageProblem(
+            f"{path}: cannot tell the image format from {suffix or 'a name without an extension'!r}",
+            ["end the name in .png, .jpg or .webp"],
+        )
+    return OUTPUT_FORMATS[suffix]
+
+
+def check_name_pattern(pattern: str) -> None:
+    """A --name pattern: a plain file name with {stem} and/or {ext}, ending in a known extension."""
+    if "/" in pattern or os.sep in pattern or pattern in (".", ".."):
+        raise UsageProblem(f"--name {pattern!r} must be a file name, not a path",
+                           ["outputs go into the -o folder; e.g. --name '{stem}_zebra.jpg'"])
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(pattern) if field is not None]
+    except ValueError as exc:
+        raise UsageProblem(f"--name {pattern!r}: {exc}", ["use {stem} and {ext}, e.g. '{stem}_zebra.png'"]) from None
+    unknown = [f for f in fields if f not in NAME_FIELDS]
+    if unknown:
+        raise UsageProblem(f"--name {pattern!r}: unknown field {{{unknown[0]}}}",
+                           ["use {stem} (input name without extension) and {ext} (its extension)"])
+    output_format(pattern)
+
+
+def _name_for(pattern: str, path: Path) -> str:
+    return pattern.format(stem=path.stem, ext=path.suffix.lstrip(".").lower())
+
+
+def plan_outputs(
+    inputs: Sequence[tuple["InputItem", Path | None]],
+    output: str,
+    pattern: str,
+) -> list[Path]:
+    """One output path per input, in order. `inputs` pairs each item with the folder it was found in.
+
+    `-o FILE.png` takes exactly one input. Otherwise `-o` is a folder (a trailing slash, an existing
+    folder, or a name without an extension): each output is named by `pattern`, in the same
+    sub-folder the input had under the folder given on the command line.
+    """
+    check_name_pattern(pattern)
+    target = Path(output)
+    as_folder = output.endswith(("/", os.sep)) or target.is_dir() or not target.suffix
+    if not as_folder:
+        output_format(target)
+        if len(inputs) != 1:
+            raise UsageProblem(
+                f"{len(inputs)} inputs cannot all be written to {output}",
+                [f"name a folder instead: -o {target.with_suffix('')}/ (outputs are named by --name, "
+                 f"default '{pattern}')"],
+            )
+        planned = [target]
+    else:
+        if target.exists() and not target.is_dir():
+            raise UsageProblem(f"-o {output}: exists and is not a folder")
+        planned = []
+        for item, root in inputs:
+            source = Path(item.path)
+            sub = source.parent.relative_to(root) if root is not None and source.is_relative_to(root) else Path()
+            planned.append(target / sub / _name_for(pattern, source))
+    _refuse_collisions(inputs, planned)
+    return planned
+
+
+def _refuse_collisions(inputs: Sequence[tuple["InputItem", Path | None]], planned: list[Path]) -> None:
+    keys = [os.path.abspath(p) for p in planned]
+    for (item, _), key, path in zip(inputs, keys, planned):
+        if key == os.path.abspath(item.path):
+            raise UsageProblem(f"{item.path} would be overwritten by its own output",
+                               ["choose another -o, or another --name"])
+    repeated = [k for k, n in Counter(keys).items() if n > 1]
+    if repeated:
+        sources = [item.path for (item, _), key in zip(inputs, keys) if key == repeated[0]]
+        raise UsageProblem(
+            f"{len(sources)} inputs would be written to the same file {repeated[0]}: {', '.join(sources[:3])}",
+            ["add the extension to the name: --name '{stem}_{ext}_zebra.png', or run them separately"],
+        )
+
+
+def compose(
+    image: "np.ndarray",
+    fmt: str,
+    source: "np.ndarray | None" = None,
+    alpha: "np.ndarray | None" = None,
+) -> "Image.Image":
+    """The picture to save: the output, or input and output side by side; alpha where it fits."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = image if source is None else np.concatenate([source, image], axis=1)
+    if alpha is not None and fmt in ("PNG", "WEBP"):
+        mask = alpha if source is None else np.concatenate([alpha, alpha], axis=1)
+        return Image.fromarray(np.dstack([pixels, mask]), "RGBA")
+    return Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+
+
+def write_image(image: "Image.Image", path: Path, fmt: str, replace: bool = False) -> None:
+    """Save atomically: a temp file in the same folder, flushed to disk, then renamed into place.
+
+    Without `replace`, the rename is a hard link, which fails if `path` exists: an existing file
+    is never replaced, even one that appeared while this image was computed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not mkstemp: its files are private (0600); an output image gets the usual umask permissions.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise OutputExists(f"{path} exists", ["pass --force to replace it"]) from None
+        except OSError:
+            # A filesystem without hard links: check, then rename (a narrow race, not a clobber).
+            if os.path.lexists(path):
+                raise OutputExists(f"{path} exists", ["pass --force to replace it"]) from None
+            os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,379 @@
+"""CycleGAN's ResNet generator (the book's horse -> zebra network), and a wrapper that runs it on files.
+
+The module layout is the one both published checkpoints were saved from, so their keys load
+strictly: `model.<i>...` indexes one `nn.Sequential` (the book's `ResNetGenerator` in
+dlwpt-code p1ch2/3_cyclegan.ipynb, itself junyanz/pytorch-CycleGAN-and-pix2pix's `ResnetGenerator`
+with `--norm instance --no_dropout`):
+
+    model.0  ReflectionPad2d(3)            model.10 .. model.18  ResNetBlock(256): conv_block.1, conv_block.5
+    model.1  Conv2d(3, 64, 7)              model.19 ConvTranspose2d(256, 128)   model.22 ConvTranspose2d(128, 64)
+    model.4  Conv2d(64, 128, 3, stride 2)  model.20, 23 InstanceNorm2d          model.25 ReflectionPad2d(3)
+    model.7  Conv2d(128, 256, 3, stride 2) model.2, 5, 8 InstanceNorm2d         model.26 Conv2d(64, 3, 7), model.27 Tanh
+
+InstanceNorm has no affine parameters and keeps no running statistics. Checkpoints written by
+PyTorch before 0.4 still carry `running_mean`/`running_var` (and some `num_batches_tracked`) for
+those layers; like the original project's `__patch_instance_norm_state_dict`, they are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ptmcli.batching import prefetch_batches
+from ptmcli.errors import WeightsInvalid
+from ptmcli.inputs import InputItem, open_image
+from ptmcli.weights import check_keys, load_state_dict
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+# The downsampling path halves each side twice, so the generator maps an H x W input to exactly
+# H x W only when both are multiples of 4.
+SIDE_MULTIPLE = 4
+# The 1/4-scale feature map must be wider than the residual blocks' reflection padding (1 pixel).
+MIN_SIDE = 8
+# Padded input pixels per forward pass. On the CPU a forward pass peaks near 900 bytes per pixel
+# (64-channel full-resolution maps plus convolution workspace): 2 megapixels is about 1.9 GB, and
+# a 3000 x 2000 photo (about 6 GB) runs on its own.
+DEFAULT_PIXEL_BUDGET = 1 << 21
+
+# (ngf, n_blocks) of both published horse2zebra files: 11,378,179 parameters.
+BOOK_SHAPE = (64, 9)
+
+_INSTANCE_NORM_EXTRAS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+class ResNetBlock(nn.Module):
+    """Two 3x3 convolutions with reflection padding and instance norm, added to the input."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=True),
+            nn.InstanceNorm2d(dim),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=True),
+            nn.InstanceNorm2d(dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class ResNetGenerator(nn.Module):
+    """Input and output in [-1, 1], N x 3 x H x W with H and W multiples of 4."""
+
+    def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9):
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=True),
+            nn.InstanceNorm2d(ngf),
+            nn.ReLU(True),
+        ]
+        for i in range(2):
+            mult = 2**i
+            layers += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=True),
+                nn.InstanceNorm2d(ngf * mult * 2),
+                nn.ReLU(True),
+            ]
+        layers += [ResNetBlock(ngf * 4) for _ in range(n_blocks)]
+        for i in range(2):
+            mult = 2 ** (2 - i)
+            layers += [
+                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, kernel_size=3, stride=2, padding=1,
+                                   output_padding=1, bias=True),
+                nn.InstanceNorm2d(ngf * mult // 2),
+                nn.ReLU(True),
+            ]
+        layers += [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0),
+            nn.Tanh(),
+        ]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def generator_shape(state: dict) -> tuple[int, int]:
+    """(ngf, n_blocks) a checkpoint of this family was saved with; the book's (64, 9) otherwise.
+
+    Only these two numbers are read from the file; every key is still checked against the network
+    they describe, so a state dict of another layout is refused by name.
+    """
+    ngf, n_blocks = 64, 9
+    first = state.get("model.1.weight")
+    if first is not None and len(first.shape) == 4 and 1 <= first.shape[0] <= 1024:
+        ngf = int(first.shape[0])
+    blocks = 0
+    while f"model.{10 + blocks}.conv_block.1.weight" in state and blocks < 64:
+        blocks += 1
+    if blocks:
+        n_blocks = blocks
+    return ngf, n_blocks
+
+
+def drop_instance_norm_extras(state: dict, model: nn.Module) -> dict:
+    """Remove the running statistics pre-0.4 PyTorch saved for InstanceNorm layers that keep none."""
+    norms = {name for name, module in model.named_modules() if isinstance(module, nn.InstanceNorm2d)
+             and not module.track_running_stats}
+    kept = {}
+    for key, value in state.items():
+        owner, _, leaf = key.rpartition(".")
+        if leaf in _INSTANCE_NORM_EXTRAS and owner in norms:
+            continue
+        kept[key] = value
+    return kept
+
+
+def load_generator(
+    weights_path: Path,
+    label: str = "the CycleGAN generator",
+    require_shape: tuple[int, int] | None = None,
+) -> ResNetGenerator:
+    """Build the generator a checkpoint describes and load it strictly (every key matched).
+
+    `require_shape` (ngf, n_blocks) refuses a smaller or larger generator of the same family, for
+    a file that must be a particular published one.
+    """
+    state = load_state_dict(weights_path)
+    ngf, n_blocks = generator_shape(state)
+    if require_shape is not None and (ngf, n_blocks) != require_shape:
+        raise WeightsInvalid(
+            f"weights file {weights_path} holds a generator with {ngf} base channels and {n_blocks} "
+            f"residual blocks, not {label} ({require_shape[0]} and {require_shape[1]})",
+            ["use it with --weights FILE instead, which takes any generator of this family"],
+        )
+    with torch.device("meta"):
+        model = ResNetGenerator(ngf=ngf, n_blocks=n_blocks)
+    state = drop_instance_norm_extras(state, model)
+    check_keys(
+        model, state, weights_path, label,
+        hints=["pass a CycleGAN ResNet generator (horse2zebra_0.4.0.pth from the book, or the CycleGAN "
+               "project's horse2zebra.pth); `ptm weights list` shows where ptm looks"],
+    )
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()
+
+
+# --- running it on files --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prepared:
+    """One decoded input at the size it is processed: RGB (and alpha, if it had any), uint8 HWC."""
+
+    rgb: "np.ndarray"
+    alpha: "np.ndarray | None"
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The generator's output for one input (uint8 HWC RGB at the processed size), or why not."""
+
+    path: str
+    image: "np.ndarray | None" = None
+    source: "np.ndarray | None" = None  # the input as processed, for side-by-side views
+    alpha: "np.ndarray | None" = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def processed_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """Short side to `short_side` as torchvision's Resize(int) does; 0 keeps the size."""
+    if short_side <= 0 or min(width, height) == short_side:
+        return width, height
+    if width <= height:
+        return short_side, max(1, int(short_side * height / width))
+    return max(1, int(short_side * width / height)), short_side
+
+
+def _alpha_channel(path: str, size: tuple[int, int]) -> "np.ndarray | None":
+    """The input's transparency at the processed size, or None for opaque images."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+            image.mode == "P" and "transparency" in image.info
+        )
+        if not has_alpha:
+            return None
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+        alpha = ImageOps.exif_transpose(image.convert("RGBA")).getchannel("A")
+    if alpha.size != size:
+        alpha = alpha.resize(size, Image.BILINEAR)
+    array = np.asarray(alpha)
+    return None if array.min() == 255 else array
+
+
+def prepare_image(path: str, short_side: int) -> Prepared:
+    """Decode (EXIF, any mode -> RGB on white), resize the short side; runs in the decode thread."""
+    import numpy as np
+    from PIL import Image
+
+    image: Image.Image = open_image(path, min_short_side=short_side or None)
+    size = processed_size(*image.size, short_side)
+    if size != image.size:
+        image = image.resize(size, Image.BILINEAR)
+    alpha = _alpha_channel(path, size)
+    return Prepared(rgb=np.asarray(image), alpha=alpha)
+
+
+def _pad_amounts(height: int, width: int) -> tuple[int, int]:
+    def padded(side: int) -> int:
+        return max(MIN_SIDE, math.ceil(side / SIDE_MULTIPLE) * SIDE_MULTIPLE)
+
+    return padded(height) - height, padded(width) - width
+
+
+def pad_for_generator(batch: torch.Tensor) -> torch.Tensor:
+    """Pad the bottom and right edges to sides the generator maps one-to-one (crop back after)."""
+    height, width = batch.shape[-2:]
+    pad_h, pad_w = _pad_amounts(height, width)
+    if not (pad_h or pad_w):
+        return batch
+    # Mirroring continues the picture's texture, so the borders normalise like the rest; it needs
+    # a side longer than the pad, so slivers a few pixels wide repeat their edge instead.
+    mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
+    return F.pad(batch, (0, pad_w, 0, pad_h), mode=mode)
+
+
+class Zebrafier:
+    """A horse -> zebra generator, loaded once, on one device."""
+
+    def __init__(self, weights_path: Path, device: "torch.device", short_side: int = 256,
+                 pixel_budget: int = DEFAULT_PIXEL_BUDGET, label: str = "the CycleGAN generator"):
+        self.device = device
+        self.short_side = short_side
+        self.pixel_budget = pixel_budget
+        self.model = load_generator(weights_path, label).to(device)
+        # Measured peak on the CPU: about 14 bytes per pixel per base channel (896 at ngf 64).
+        self.bytes_per_pixel = 14 * self.model.model[1].out_channels
+
+    def prepare(self, path: str) -> Prepared:
+        return prepare_image(path, self.short_side)
+
+    def translate(self, arrays: list["np.ndarray"]) -> list["np.ndarray"]:
+        """Same-size uint8 HWC RGB arrays -> generator outputs of the same size."""
+        import numpy as np
+
+        height, width = arrays[0].shape[:2]
+        pad_h, pad_w = _pad_amounts(height, width)
+        pixels = (height + pad_h) * (width + pad_w)
+        per_pass = max(1, self.pixel_budget // pixels)
+        if self.device.type == "cpu":
+            # Refuse up front rather than be killed by the kernel's OOM killer halfway through.
+            available = available_memory()
+            need = self.bytes_per_pixel * pixels * min(per_pass, len(arrays))
+            if available is not None and need > available:
+                raise MemoryError(f"needs about {need / 2**30:.1f} GiB, {available / 2**30:.1f} GiB available")
+        outputs: list[np.ndarray] = []
+        for start in range(0, len(arrays), per_pass):
+            outputs.extend(self._forward(arrays[start:start + per_pass]))
+        return outputs
+
+    def _forward(self, arrays: list["np.ndarray"]) -> list["np.ndarray"]:
+        import numpy as np
+
+        height, width = arrays[0].shape[:2]
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.stack(arrays)).to(self.device)
+            # CycleGAN was trained on ToTensor() then Normalize(0.5, 0.5): pixels in [-1, 1].
+            batch = batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous()
+            out = self.model(pad_for_generator(batch))[:, :, :height, :width]
+            # ...and its outputs mapped back with (y + 1) / 2 * 255.
+            out = out.add_(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+            out = out.permute(0, 2, 3, 1).cpu().numpy()
+        return list(out)
+
+    def run(self, items: Iterable[InputItem], batch_size: int) -> Iterator[list[Translation]]:
+        """Translations batch by batch, in input order; failed inputs carry their error."""
+        for batch in prefetch_batches(items, self.prepare, batch_size, group_key=lambda p: p.rgb.shape):
+            good = [loaded for loaded in batch if loaded.error is None]
+            outputs: dict = {}
+            if good:
+                try:
+                    images = self.translate([loaded.value.rgb for loaded in good])
+                    outputs = {id(loaded): image for loaded, image in zip(good, images)}
+                except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+                    if _too_large(exc) is None:
+                        raise
+                    outputs = {id(loaded): self._one_at_a_time(loaded) for loaded in good}
+            results = []
+            for loaded in batch:
+                value = outputs.get(id(loaded))
+                if loaded.error is not None:
+                    results.append(Translation(loaded.item.path, error=loaded.error))
+                elif isinstance(value, str):
+                    results.append(Translation(loaded.item.path, error=value))
+                else:
+                    results.append(Translation(loaded.item.path, image=value, source=loaded.value.rgb,
+                                               alpha=loaded.value.alpha))
+            yield results
+
+    def _one_at_a_time(self, loaded) -> "np.ndarray | str":
+        """After a batch was too large: this input alone, or the message why it cannot be done."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        try:
+            return self.translate([loaded.value.rgb])[0]
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            problem = _too_large(exc)
+            if problem is None:
+                raise
+            height, width = loaded.value.rgb.shape[:2]
+            where = {"cuda": "GPU", "cpu": "CPU"}.get(self.device.type, self.device.type.upper())
+            fixes = "a smaller --size (e.g. --size 512)"
+            if self.device.type != "cpu":
+                fixes += " or --device cpu"
+            what = f"out of {where} memory" if problem == "memory" else f"too large for the {where}'s kernels"
+            detail = f" ({exc})" if isinstance(exc, MemoryError) and str(exc) else ""
+            return f"{loaded.item.path}: {what} at {width}x{height}{detail}; try {fixes}"
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says can be allocated without swapping (Linux), else None (unknown)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _too_large(exc: BaseException) -> str | None:
+    """'memory' or 'indexing' when `exc` says the input was too big for the device, else None."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return "memory"
+    text = str(exc)
+    if "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text:
+        return "memory"
+    # CUDA kernels that index with 32 bits refuse tensors over 2**31 elements (64 channels of a
+    # 6000 x 6000 picture) whatever memory is free.
+    if "32-bit index" in text or "32 bit index" in text:
+        return "indexing"
+    return None

@@ -1,0 +1,118 @@
+"""Weight files: the search order, hash checks and memo, HTTP errors, safe loading."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+from ptmcli import weights
+from ptmcli.errors import DownloadFailed, WeightsInvalid, WeightsNotFound
+from ptmcli.registry import WeightFile
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        body = PAYLOAD
+        if self.path == "/missing":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("PTM_WEIGHTS_DIR", raising=False)
+
+
+def spec(url: str, sha256: str | None = None) -> WeightFile:
+    return WeightFile(name="demo", filename="demo-1234.pth", url=url, sha256=sha256, size=len(PAYLOAD))
+
+
+GOOD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def test_http_error_names_the_status_and_leaves_nothing(server, tmp_path):
+    destination = tmp_path / "out" / "demo-1234.pth"
+    with pytest.raises(DownloadFailed, match="HTTP 404"):
+        weights.download(f"{server}/missing", destination, spec("", GOOD_SHA))
+    assert not destination.exists()
+    assert not list(destination.parent.glob("*"))
+
+
+def test_offline_never_downloads(server):
+    with pytest.raises(WeightsNotFound) as info:
+        weights.resolve(spec(f"{server}/good", GOOD_SHA), offline=True)
+    assert "offline" in " ".join(info.value.hints)
+
+
+def test_search_order_prefers_ptm_weights_dir(tmp_path, monkeypatch):
+    first, later = tmp_path / "first", tmp_path / "torch" / "hub" / "checkpoints"
+    for folder in (first, later):
+        folder.mkdir(parents=True)
+        (folder / "demo-1234.pth").write_bytes(PAYLOAD)
+    monkeypatch.setenv("PTM_WEIGHTS_DIR", str(first))
+    assert weights.find(spec("")) == first / "demo-1234.pth"
+    labels = [label for label, _ in weights.search_locations()]
+    assert labels.index("$PTM_WEIGHTS_DIR") < labels.index("user cache") < labels.index("torchvision cache")
+
+
+def test_damaged_copy_is_refused_even_when_cached(tmp_path):
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "demo-1234.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(PAYLOAD[:-1] + b"!")
+    with pytest.raises(WeightsInvalid, match="damaged"):
+        weights.resolve(spec("http://127.0.0.1:9/never", GOOD_SHA))
+
+
+def test_hash_memo_rehashes_after_a_change(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"one")
+    first = weights.file_sha256(path)
+    path.write_bytes(b"two!")
+    assert weights.file_sha256(path) != first == hashlib.sha256(b"one").hexdigest()
+
+
+def test_torchvision_prefix_is_a_hash_check():
+    tv = WeightFile(name="x", filename="x-cd907fc2.pth", sha256_prefix="cd907fc2")
+    assert weights.hash_matches("cd907fc2" + "0" * 56, tv) is True
+    assert weights.hash_matches("00000000" + "0" * 56, tv) is False
+
+
+def test_load_refuses_non_tensor_content(tmp_path):
+    import torch
+
+    path = tmp_path / "odd.pth"
+    torch.save({"a": torch.zeros(2), "b": "text"}, path)
+    with pytest.raises(WeightsInvalid, match="state dict"):
+        weights.load_state_dict(path)
+
+
+def test_load_reads_legacy_format(tmp_path):
+    import torch
+
+    path = tmp_path / "legacy.pth"
+    torch.save({"w": torch.arange(4.0)}, path, _use_new_zipfile_serialization=False)
+    assert torch.equal(weights.load_state_dict(path)["w"], torch.arange(4.0))
