@@ -227,3 +227,27 @@ def test_help_does_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert "--side-by-side" in done.stdout and "search order" in done.stdout
     assert done.stderr.strip().endswith("NO-TORCH")
+
+
+def test_bf16_output_is_close_to_fp32(run_ptm, tmp_path, make_image):
+    import torch
+
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has no bfloat16 instructions")
+    weights = save_generator(tmp_path / "g.pth", "book", ngf=8, n_blocks=2)
+    source = make_image("h.png", size=(96, 64))
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.png"
+        done = run_ptm("zebrafy", source, "-o", out, "--weights", weights, "--size", "0", "--precision", precision)
+        assert done.returncode == 0, done.stderr
+        outs[precision] = np.asarray(Image.open(out), dtype=np.int16)
+    assert outs["fp32"].shape == outs["bf16"].shape == (64, 96, 3)
+    assert np.abs(outs["fp32"] - outs["bf16"]).mean() < 3  # 8-bit levels
+
+
+def test_fp16_on_cpu_says_so(run_ptm, tmp_path, make_image, small_weights):
+    done = run_ptm("zebrafy", make_image("h.png"), "-o", tmp_path / "z.png", "--weights", small_weights,
+                   "--device", "cpu", "--precision", "fp16")
+    assert done.returncode == 2
+    assert "GPUs only" in done.stderr and not (tmp_path / "z.png").exists()

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ptmcli.commands.common import DeviceOpt, FailFastOpt, OfflineOpt, WeightsOpt
+from ptmcli.commands.common import CompileOpt, DeviceOpt, FailFastOpt, OfflineOpt, PrecisionOpt, WeightsOpt
 from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, NoInputs, OutputExists
 from ptmcli.registry import DEFAULT_GENERATOR
 
@@ -24,6 +24,8 @@ def zebrafy(
     model: Annotated[str, typer.Option("--model", "-m", help="horse2zebra (the book's file) or horse2zebra_cyclegan (the CycleGAN project's).")] = DEFAULT_GENERATOR,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    compile: CompileOpt = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Same-size images per forward pass (large images always go one at a time).")] = 4,
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Write the input and the output next to each other.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace existing output files.")] = False,
@@ -42,9 +44,11 @@ def zebrafy(
       ptm zebrafy photos/ -o zebras/ --size 512 --side-by-side
 
       ptm zebrafy big.jpg -o big_zebra.jpg --size 0 --device cpu
+
+      ptm zebrafy photos/ -o zebras/ --precision bf16
     """
     from ptmcli import weights as weight_files
-    from ptmcli.device import resolve_device
+    from ptmcli.device import resolve_device, resolve_precision
     from ptmcli.image_out import compose, output_format, plan_outputs, write_image
     from ptmcli.inputs import InputItem, collect_inputs
     from ptmcli.registry import get_generator_weights
@@ -74,13 +78,15 @@ def zebrafy(
 
     weight = get_generator_weights(model)
     torch_device = resolve_device(device)
+    dtype = resolve_precision(precision, torch_device)
     with transfer_progress(f"downloading {weight.filename}") as on_bytes:
         weights_path = weight_files.resolve(
             weight, weights, offline=weight_files.offline_requested(offline), progress=on_bytes
         )
     from ptmcli.models.cyclegan import Zebrafier
 
-    zebra = Zebrafier(weights_path, torch_device, short_side=size, label=f"the {weight.name} generator")
+    zebra = Zebrafier(weights_path, torch_device, short_side=size, label=f"the {weight.name} generator",
+                      dtype=dtype, compile=compile)
 
     # A plain `kill` should clean up like Ctrl-C: temp files removed, no half-written output.
     signal.signal(signal.SIGTERM, _interrupt)
