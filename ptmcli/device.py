@@ -52,6 +52,11 @@ def resolve_precision(name: str, device: "torch.device") -> "torch.dtype":
 
     name = name.strip().lower()
     if name == "fp32":
+        if device.type == "cuda":
+            # PyTorch lets cuDNN convolutions use TF32 (10-bit mantissa) by default; fp32 here
+            # means fp32, so results match the CPU's. bf16/fp16 are the fast choices.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         return torch.float32
     if name == "bf16":
         if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():

@@ -22,7 +22,17 @@ def test_cuda_agrees_with_cpu(run_ptm, cuda_device, precision):
     cpu = run_ptm("classify", *images, *LITE, "--device", "cpu")
     gpu = run_ptm("classify", *images, *LITE, "--device", cuda_device, "--precision", precision)
     assert gpu.returncode == 0, gpu.stderr
-    assert top1(gpu.stdout) == top1(cpu.stdout)
+    cpu_rows = [json.loads(line) for line in cpu.stdout.splitlines()]
+    gpu_rows = [json.loads(line) for line in gpu.stdout.splitlines()]
+    for c, g in zip(cpu_rows, gpu_rows, strict=True):
+        first, second = c["predictions"][0], c["predictions"][1]
+        if first["probability"] - second["probability"] > 0.05:
+            assert g["predictions"][0]["label"] == first["label"]
+        else:  # chelsea.png: tiger cat 37.9% vs Egyptian cat 37.5%, a toss-up at half precision
+            assert g["predictions"][0]["label"] in (first["label"], second["label"])
+        tolerance = 1e-4 if precision == "fp32" else 0.03
+        assert abs(g["predictions"][0]["probability"] - c["predictions"][0]["probability"]) < tolerance or \
+            g["predictions"][0]["label"] != first["label"]
 
 
 def test_auto_picks_cuda_and_many_images_stay_in_order(run_ptm, tmp_path):
