@@ -10,6 +10,7 @@ import typer
 
 from ptmcli import __version__
 from ptmcli.commands import classify as classify_cmds
+from ptmcli.commands import jobs as jobs_cmds
 from ptmcli.errors import EXIT_CANNOT_START, PtmError
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ def _root(
 
 app.command("classify")(classify_cmds.classify)
 app.command("models")(classify_cmds.models)
+app.command("merge")(jobs_cmds.merge)
 
 
 def main() -> None:
