@@ -628,6 +628,9 @@ def _gather(plan: MergePlan, a: int, b: int, names: list[str]) -> dict:
             values = source[name][low:high][wanted - low]
             if name not in columns:
                 columns[name] = np.empty((b - a, *values.shape[1:]), dtype=values.dtype)
+            elif values.dtype.itemsize > columns[name].dtype.itemsize:
+                # Fixed-size strings: files differ in width (the longest error of each shard).
+                columns[name] = columns[name].astype(values.dtype)
             columns[name][mask] = values
     return columns
 

@@ -126,7 +126,6 @@ def classify_ray(
 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
-    context.enable_progress_bars = sys.stderr.isatty()
 
     dataset = ray.data.from_items(
         [{"row": row, "path": item.path, "input_error": item.error or ""} for row, item in work]
