@@ -122,8 +122,11 @@ def test_one_row_per_input_aligned(baseline, workspace):
     from ptmcli.models.classifier import Classifier
     from ptmcli.registry import get_classifier
 
+    from ptmcli.device import resolve_device
+
     spec = get_classifier("efficientnet_lite0")
-    classifier = Classifier(spec, weights.resolve(spec.weights, offline=True), torch.device("cpu"))
+    # The device the subprocess picked with --device auto (CUDA where there is one).
+    classifier = Classifier(spec, weights.resolve(spec.weights, offline=True), resolve_device("auto"))
     arrays = [classifier.prepare(str(workspace / paths[i])) for i in picks]
     predictions, probs, features = classifier.predict_outputs(arrays, 5, pad_to=int(BATCH), probabilities=True,
                                                               features=True)
@@ -136,7 +139,7 @@ def test_one_row_per_input_aligned(baseline, workspace):
         from ptmcli.preprocess import to_batch
 
         embedding = classifier.model.features(to_batch(arrays, spec.preprocess, classifier.device, classifier.dtype))
-    np.testing.assert_allclose(features, embedding.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(features, embedding.float().cpu().numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
