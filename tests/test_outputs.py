@@ -403,3 +403,25 @@ def test_shards_partition_and_stay_put_when_files_are_added(tmp_path):
     folder.rename(moved)
     assert {e.key: k for k in range(4) for e in select(collect_keyed_inputs([str(moved)]), Shard(k + 1, 4))} == after
     assert inputs[0].key == "d0/p0.jpg"
+
+
+def test_an_empty_shard_is_a_valid_empty_file(tmp_path):
+    path = complete_file(tmp_path / "empty.h5", [], inputs_total=5, shard="3/4")
+    with h5py.File(path, "r") as f:
+        assert f["path"].shape == (0,) and f["features"].shape == (0, 4) and f.attrs["complete"]
+
+
+def test_csv_quotes_commas_and_drops_newlines_in_errors(tmp_path):
+    rows = [Row(0, "a,b.png"), Row(1, 'say "hi".png')]
+    plain = info(save_probabilities=False, feature_dim=None)
+    results = open_results(tmp_path / "r.csv", rows, plain, resume=False)
+    batch = fake_output(rows, failing={'say "hi".png'})
+    batch.results[1] = Classification('say "hi".png', error="broken\nfile")
+    results.write([0, 1], batch)
+    results.close()
+    import csv
+
+    table = list(csv.reader(open(tmp_path / "r.csv", newline="", encoding="utf-8")))
+    assert [row[1] for row in table[1:]] == ["a,b.png", 'say "hi".png']
+    assert table[2][2:4] == ["error", "broken file"]
+    assert len(table[1]) == len(table[0]) == 4 + 3 * 3

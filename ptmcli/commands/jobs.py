@@ -185,8 +185,9 @@ def merge(
 ) -> None:
     """Join the result files of `ptm classify --shard K/N` runs into one file, in input order.
 
-    HDF5 rows are copied (not linked as a virtual dataset), so the merged file stands alone and
-    equals the file one unsharded run would have written.
+    HDF5 rows are copied (not linked as a virtual dataset): the merged file stands alone and equals the file one unsharded run writes.
+
+    Refused: files made with other settings or inputs, missing or unfinished shards (unless --partial).
 
     Examples:
 
