@@ -527,13 +527,13 @@ class Hdf5Results:
 
 def compact(path: Path) -> None:
     """Rewrite a working file as a final one (chunked, compressed), atomically."""
+    import numpy as np
+
     with _open_h5(path, "r") as source:
         if str(source.attrs.get("layout")) != "working":
             return
         attrs = {key: source.attrs[key] for key in source.attrs}
         n = source["status"].shape[0]
-        import numpy as np
-
         plan = MergePlan([source], np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64))
         write_final(path, attrs, plan)
 
