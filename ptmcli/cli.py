@@ -13,6 +13,7 @@ from ptmcli.commands import classify as classify_cmds
 from ptmcli.commands import tensors as tensor_cmds
 from ptmcli.commands import weights as weights_cmds
 from ptmcli.commands import zebrafy as zebrafy_cmds
+from ptmcli.commands import jobs as jobs_cmds
 from ptmcli.errors import EXIT_CANNOT_START, PtmError
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ app.command("inspect-tensor", cls=tensor_cmds.ViewOrderCommand)(tensor_cmds.insp
 app.command("export-hdf5")(tensor_cmds.export_hdf5)
 app.command("zebrafy")(zebrafy_cmds.zebrafy)
 app.add_typer(weights_cmds.app, name="weights")
+app.command("merge")(jobs_cmds.merge)
 
 
 def main() -> None:

@@ -58,3 +58,8 @@ class InputError(PtmError):
     """One input that could not be processed; the others still are."""
 
     exit_code = EXIT_SOME_FAILED
+
+
+class OutputUnwritable(PtmError):
+    """An output file that cannot be created or written (permissions, disk full), or that holds
+    something other than what this run would write into it."""

@@ -37,3 +37,16 @@ class Classification:
             "status": "ok",
             "predictions": [asdict(p) for p in self.predictions],
         }
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    """One batch of classifications and, when asked for, the numbers behind them.
+
+    `probabilities` (all classes) and `features` (the embedding the classifier layer reads) have
+    one row per entry of `results`; rows of failed inputs are NaN. Both are NumPy float32 arrays.
+    """
+
+    results: list[Classification]
+    probabilities: object = None
+    features: object = None

@@ -36,6 +36,14 @@ def classify(
     offline: OfflineOpt = False,
     fail_fast: FailFastOpt = False,
     with_errors: Annotated[bool, typer.Option("--with-errors", help="Also print a row (status=error) for each failed input, so rows stay aligned with inputs.")] = False,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write results to FILE (.h5, .jsonl, .csv, .tsv) as they come: one row per input, in input order.", rich_help_panel="Batch jobs")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue --output: skip inputs done, retry failed ones.", rich_help_panel="Batch jobs")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output.", rich_help_panel="Batch jobs")] = False,
+    save_probs: Annotated[bool, typer.Option("--save-probs", help="Also store all class probabilities (HDF5 --output).", rich_help_panel="Batch jobs")] = False,
+    save_features: Annotated[bool, typer.Option("--save-features", help="Also store the embedding the classifier layer reads (HDF5 --output).", rich_help_panel="Batch jobs")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: classify only shard K (1..N) of the inputs, for job arrays.", rich_help_panel="Batch jobs")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster; pip install 'ptmcli\\[ray]').", rich_help_panel="Batch jobs")] = "local",
+    actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="Ray: model copies (default: one per GPU, or half the CPUs).", rich_help_panel="Batch jobs")] = None,
 ) -> None:
     """Classify images with an ImageNet model (ResNet101 by default, as in the book).
 
@@ -48,7 +56,18 @@ def classify(
       find . -name '*.jpg' | ptm classify - --format csv
 
       ptm classify big_folder/ --precision bf16 --compile --format jsonl > out.jsonl
+
+      ptm classify photos/ -o results.h5 --resume --shard 3/8 --save-features
     """
+    if output or resume or force or save_probs or save_features or shard or engine != "local" or actors:
+        from ptmcli.commands.jobs import classify_job
+
+        raise typer.Exit(classify_job(
+            paths, top, model, weights, device, batch_size, fmt.value, offline, fail_fast, with_errors,
+            output, resume, force, save_probs, save_features, shard, engine, actors,
+            precision=precision, compile=compile, exact_decode=exact_decode,
+        ))
+
     from ptmcli import weights as weight_files
     from ptmcli.device import resolve_device, resolve_precision
     from ptmcli.inputs import collect_inputs

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ptmcli.batching import prefetch_batches
-from ptmcli.errors import WeightsInvalid
+from ptmcli.errors import UsageProblem, WeightsInvalid
 from ptmcli.inputs import InputItem, open_image
 from ptmcli.preprocess import resize_and_crop, to_batch
 from ptmcli.registry import ClassifierSpec
-from ptmcli.results import Classification, Prediction
+from ptmcli.results import BatchOutput, Classification, Prediction
 from ptmcli.weights import check_keys, load_state_dict
 
 if TYPE_CHECKING:
@@ -83,7 +83,8 @@ class Classifier:
             self.model = compile_frozen(self.model)
 
     def use_fixed_batch(self, size: int) -> None:
-        """Pad every batch to `size`: a compiled model then never recompiles for a short last batch."""
+        """Pad every batch to `size`: a compiled model then never recompiles for a short last batch,
+        and each row's numbers do not depend on how many images shared its batch."""
         self.fixed_batch = size
 
     @property
@@ -99,36 +100,116 @@ class Classifier:
         return resize_and_crop(image, self.spec.preprocess)
 
     def predict(self, arrays: list["np.ndarray"], top: int) -> list[tuple[Prediction, ...]]:
+        return self.predict_outputs(arrays, top, pad_to=self.fixed_batch)[0]
+
+    def classify(self, items: Iterable[InputItem], top: int, batch_size: int) -> Iterator[list[Classification]]:
+        """Results batch by batch, in input order; failed inputs carry their error."""
+        for output in self.classify_outputs(items, top, batch_size, pad_to=self.fixed_batch):
+            yield output.results
+
+    # --- batch jobs (issue 6): full probabilities, embeddings, shape-stable batches ------------
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the embedding the final classifier layer reads (2048 for ResNet101)."""
+        return self._classifier_layer().in_features
+
+    def _classifier_layer(self):
+        layer = _classifier_layer(self.model, len(self.categories))
+        if layer is None:
+            raise UsageProblem(
+                f"--save-features: {self.spec.name} has no final Linear layer whose input is the embedding",
+                ["use a model whose classifier is a Linear layer (resnet*, efficientnet*, vit_*, ...)"],
+            )
+        return layer
+
+    def predict_outputs(
+        self,
+        arrays: list["np.ndarray"],
+        top: int,
+        pad_to: int | None = None,
+        probabilities: bool = False,
+        features: bool = False,
+    ) -> tuple[list[tuple[Prediction, ...]], "np.ndarray | None", "np.ndarray | None"]:
+        """Top-k per array and, when asked, all probabilities and the embeddings (float32 NumPy).
+
+        With `pad_to`, the batch is padded with black images to that many rows: kernels pick
+        their algorithm by batch size, so a fixed size makes every row's numbers independent of
+        which images shared its batch (resumed, sharded and Ray runs then agree bit for bit).
+        """
+        import numpy as np
         import torch
 
         count = len(arrays)
-        if self.fixed_batch and count < self.fixed_batch:
-            arrays = arrays + [arrays[-1]] * (self.fixed_batch - count)
-        batch = to_batch(arrays, self.spec.preprocess, self.device, self.dtype)
-        with torch.inference_mode():
-            logits = self.model(batch)[:count]
-            probs = logits.float().softmax(dim=1)
-            values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
+        if pad_to is not None and count < pad_to:
+            arrays = list(arrays) + [np.zeros_like(arrays[0])] * (pad_to - count)
+        captured: list = []
+        hook = None
+        if features:
+            hook = self._classifier_layer().register_forward_pre_hook(
+                lambda _module, inputs: captured.append(inputs[0])
+            )
+        try:
+            batch = to_batch(arrays, self.spec.preprocess, self.device, self.dtype)
+            with torch.inference_mode():
+                logits = self.model(batch)[:count]
+                probs = logits.float().softmax(dim=1)
+                values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
+                embedding = captured[-1][:count].float().flatten(1).cpu().numpy() if features else None
+        finally:
+            if hook is not None:
+                hook.remove()
         values, indices = values.cpu().tolist(), indices.cpu().tolist()
-        return [
+        predictions = [
             tuple(
                 Prediction(rank=r + 1, index=i, label=self.categories[i], probability=p)
                 for r, (p, i) in enumerate(zip(row_p, row_i))
             )
             for row_p, row_i in zip(values, indices)
         ]
+        return predictions, (probs.cpu().numpy() if probabilities else None), embedding
 
-    def classify(self, items: Iterable[InputItem], top: int, batch_size: int) -> Iterator[list[Classification]]:
-        """Results batch by batch, in input order; failed inputs carry their error."""
+    def classify_outputs(
+        self,
+        items: Iterable[InputItem],
+        top: int,
+        batch_size: int,
+        probabilities: bool = False,
+        features: bool = False,
+        pad_to: int | None = None,
+    ) -> Iterator[BatchOutput]:
+        """Results batch by batch with the probabilities and embeddings asked for (NaN rows for
+        failed inputs); `pad_to` as in `predict_outputs`."""
         for batch in prefetch_batches(items, self.prepare, batch_size, workers=self.decode_workers):
-            good = [loaded.value for loaded in batch if loaded.error is None]
-            predictions = iter(self.predict(good, top) if good else [])
-            yield [
+            yield self._batch_output(batch, top, pad_to, probabilities, features)
+
+    def _batch_output(self, batch, top, pad_to, probabilities, features) -> BatchOutput:
+        import numpy as np
+
+        good = [loaded.value for loaded in batch if loaded.error is None]
+        predictions, probs, embedding = (
+            self.predict_outputs(good, top, pad_to, probabilities, features) if good else ([], None, None)
+        )
+        rows_ok = np.array([loaded.error is None for loaded in batch], dtype=bool)
+
+        def spread(values, width):
+            if values is None and not good:
+                values = np.zeros((0, width), dtype=np.float32)
+            full = np.full((len(batch), width), np.nan, dtype=np.float32)
+            full[rows_ok] = values
+            return full
+
+        predicted = iter(predictions)
+        return BatchOutput(
+            results=[
                 Classification(loaded.item.path, error=loaded.error)
                 if loaded.error
-                else Classification(loaded.item.path, next(predictions))
+                else Classification(loaded.item.path, next(predicted))
                 for loaded in batch
-            ]
+            ],
+            probabilities=spread(probs, len(self.categories)) if probabilities else None,
+            features=spread(embedding, self.feature_dim) if features else None,
+        )
 
 
 def _num_outputs(model) -> int | None:
@@ -137,7 +218,6 @@ def _num_outputs(model) -> int | None:
         if hasattr(module, "out_features"):
             last = module.out_features
     return last
-
 
 
 def compile_frozen(model: "torch.nn.Module") -> "torch.nn.Module":
@@ -151,3 +231,14 @@ def compile_frozen(model: "torch.nn.Module") -> "torch.nn.Module":
 
     inductor_config.freezing = True
     return torch.compile(model, dynamic=False)
+
+
+def _classifier_layer(model, num_classes: int):
+    """The last Linear layer with one output per class: its input is the embedding."""
+    from torch import nn
+
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and module.out_features == num_classes:
+            last = module
+    return last
