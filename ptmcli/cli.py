@@ -83,6 +83,9 @@ def main() -> None:
 
 def entry() -> None:
     """The `ptm` console script and `python -m ptmcli`: main(), then a fast exit."""
+    from ptmcli import startup
+
+    startup.starting()
     try:
         main()
     except SystemExit as exc:

@@ -68,6 +68,7 @@ def classify(
             precision=precision, compile=compile, exact_decode=exact_decode,
         ))
 
+    from ptmcli import startup
     from ptmcli import weights as weight_files
     from ptmcli.device import resolve_device, resolve_precision
     from ptmcli.inputs import collect_inputs
@@ -88,6 +89,7 @@ def classify(
     classifier = Classifier(spec, weights_path, torch_device, dtype, compile=compile, fast_decode=not exact_decode)
     if compile:
         classifier.use_fixed_batch(min(batch_size, len(items)))
+    startup.loaded()
 
     writer = ClassificationWriter(fmt.value, sys.stdout, with_errors=with_errors)
     failed = 0

@@ -61,7 +61,7 @@ def classify_job(
     exact_decode: bool = False,
 ) -> int:
     """`ptm classify` for batch jobs; returns the exit code."""
-    from ptmcli import __version__
+    from ptmcli import __version__, startup
     from ptmcli import weights as weight_files
     from ptmcli.engines import ENGINES, classify_local
     from ptmcli.outputs import Row, RunInfo, check_output, open_results, output_kind
@@ -122,6 +122,7 @@ def classify_job(
         inputs_total=len(inputs),
         ptm_version=__version__,
     )
+    startup.loaded()
     results = open_results(out_path, rows, info, resume) if out_path else None
     todo = results.todo if results is not None else list(range(len(rows)))
     work = [(row, mine[row].item) for row in todo]

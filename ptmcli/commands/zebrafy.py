@@ -47,6 +47,7 @@ def zebrafy(
 
       ptm zebrafy photos/ -o zebras/ --precision bf16
     """
+    from ptmcli import startup
     from ptmcli import weights as weight_files
     from ptmcli.device import resolve_device, resolve_precision
     from ptmcli.image_out import compose, output_format, plan_outputs, write_image
@@ -87,6 +88,7 @@ def zebrafy(
 
     zebra = Zebrafier(weights_path, torch_device, short_side=size, label=f"the {weight.name} generator",
                       dtype=dtype, compile=compile)
+    startup.loaded()
 
     # A plain `kill` should clean up like Ctrl-C: temp files removed, no half-written output.
     signal.signal(signal.SIGTERM, _interrupt)
