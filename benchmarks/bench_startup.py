@@ -83,7 +83,7 @@ def main() -> None:
     cmd = [*ptm(), "classify", "--model", "efficientnet_lite0", "--format", "jsonl"]
     rss_few = peak_rss_mb([*cmd, str(few)])
     rss_many = peak_rss_mb([*cmd, str(many)])
-    print(f"\npeak RSS, efficientnet_lite0, jsonl to /dev/null:")
+    print("\npeak RSS, efficientnet_lite0, jsonl to /dev/null:")
     print(f"  64 images              {rss_few:6.0f} MB")
     print(f"  {args.many} images{' ' * (14 - len(str(args.many)))}{rss_many:6.0f} MB   ratio {rss_many / rss_few:.2f}")
     print(f"\nload average after: {load_average()}")

@@ -146,25 +146,3 @@ def test_view_error_explains_the_fix():
         apply_ops(meta, [ViewOp("view", (8,))])
     assert "--contiguous" in " ".join(info.value.hints)
     assert apply_ops(meta, [ViewOp("contiguous"), ViewOp("view", (8,))])[-1].meta == ViewMeta((8,), (1,), 0)
-
-
-def test_help_of_the_tensor_commands_does_not_import_torch():
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    code = (
-        "import sys, runpy\n"
-        "for argv in (['ptm', 'inspect-tensor', '--help'], ['ptm', 'export-hdf5', '--help']):\n"
-        "    sys.argv = argv\n"
-        "    try:\n"
-        "        runpy.run_module('ptmcli', run_name='__main__')\n"
-        "    except SystemExit:\n"
-        "        pass\n"
-        "heavy = [m for m in ('torch', 'numpy', 'h5py') if m in sys.modules]\n"
-        "print('HEAVY', heavy, file=sys.stderr)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert "--select" in done.stdout and "--compression" in done.stdout
-    assert done.stderr.strip().endswith("HEAVY []")

@@ -21,6 +21,9 @@ PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - http.server's name
+        if self.path == "/missing":
+            self.send_error(404)
+            return
         body = PAYLOAD[::-1] if self.path == "/wrong" else PAYLOAD  # same length, other bytes
         self.send_response(200)
         self.send_header("Content-Length", str(len(PAYLOAD)))
@@ -238,3 +241,16 @@ def test_weights_add_verify_fetch_commands(run_ptm, tmp_path):
     assert missing.returncode == 2 and "ptm weights fetch horse2zebra" in missing.stderr
     unknown = run_ptm("weights", "fetch", "horse2zebre")
     assert unknown.returncode == 2 and "did you mean" in unknown.stderr
+
+
+def test_http_error_names_the_status_and_leaves_nothing(server, tmp_path):
+    destination = tmp_path / "out" / "thing.pth"
+    with pytest.raises(DownloadFailed, match="HTTP 404"):
+        weights.download(f"{server}/missing", destination, published(""))
+    assert not destination.exists() and not list(destination.parent.glob("*"))
+
+
+def test_offline_never_downloads(server):
+    with pytest.raises(WeightsNotFound) as info:
+        weights.resolve(published(f"{server}/good"), offline=True)
+    assert "offline" in " ".join(info.value.hints)

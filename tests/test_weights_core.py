@@ -1,43 +1,16 @@
-"""Weight files: the search order, hash checks and memo, HTTP errors, safe loading."""
+"""Weight files: the search order, hash checks and their memo, safe loading."""
 
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
-from pathlib import Path
 
 import pytest
 
 from ptmcli import weights
-from ptmcli.errors import DownloadFailed, WeightsInvalid, WeightsNotFound
+from ptmcli.errors import WeightsInvalid
 from ptmcli.registry import WeightFile
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        body = PAYLOAD
-        if self.path == "/missing":
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
 
 
 @pytest.fixture(autouse=True)
@@ -52,20 +25,6 @@ def spec(url: str, sha256: str | None = None) -> WeightFile:
 
 
 GOOD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
-
-
-def test_http_error_names_the_status_and_leaves_nothing(server, tmp_path):
-    destination = tmp_path / "out" / "demo-1234.pth"
-    with pytest.raises(DownloadFailed, match="HTTP 404"):
-        weights.download(f"{server}/missing", destination, spec("", GOOD_SHA))
-    assert not destination.exists()
-    assert not list(destination.parent.glob("*"))
-
-
-def test_offline_never_downloads(server):
-    with pytest.raises(WeightsNotFound) as info:
-        weights.resolve(spec(f"{server}/good", GOOD_SHA), offline=True)
-    assert "offline" in " ".join(info.value.hints)
 
 
 def test_search_order_prefers_ptm_weights_dir(tmp_path, monkeypatch):

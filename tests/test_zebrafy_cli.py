@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -211,22 +209,6 @@ def test_a_killed_run_leaves_no_partial_image(isolated_env, tmp_path, make_image
     leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     if how == signal.SIGTERM:
         assert leftovers == []  # a polite kill cleans its temp file up too
-
-
-def test_help_does_not_import_torch():
-    code = (
-        "import sys, runpy\n"
-        "for argv in (['ptm', 'zebrafy', '--help'], ['ptm', 'weights', '--help'], ['ptm', 'weights', 'list', '--help']):\n"
-        "    sys.argv = argv\n"
-        "    try:\n"
-        "        runpy.run_module('ptmcli', run_name='__main__')\n"
-        "    except SystemExit:\n"
-        "        pass\n"
-        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert "--side-by-side" in done.stdout and "search order" in done.stdout
-    assert done.stderr.strip().endswith("NO-TORCH")
 
 
 def test_bf16_output_is_close_to_fp32(run_ptm, tmp_path, make_image):

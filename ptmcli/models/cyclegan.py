@@ -282,7 +282,6 @@ class Zebrafier:
 
     def translate(self, arrays: list["np.ndarray"]) -> list["np.ndarray"]:
         """Same-size uint8 HWC RGB arrays -> generator outputs of the same size."""
-        import numpy as np
 
         height, width = arrays[0].shape[:2]
         pad_h, pad_w = _pad_amounts(height, width)
