@@ -115,10 +115,16 @@ def error_line(message: str, stream: TextIO | None = None) -> None:
 
 
 @contextmanager
-def progress(total: int | None, description: str, stream: TextIO | None = None) -> Iterator:
-    """A Rich progress bar on stderr when it is a terminal and the run is long; else a no-op."""
+def progress(total: int | None, description: str, stream: TextIO | None = None,
+             stdout_free: bool = False) -> Iterator:
+    """A Rich progress bar on stderr for long runs; else a no-op.
+
+    Shown only when stderr is a terminal and results are not being printed to that terminal too
+    (`stdout_free`, or stdout redirected): a live bar and a table on one screen garble each other,
+    and results scrolling by already show progress.
+    """
     stream = stream or sys.stderr
-    if not _isatty(stream) or (total is not None and total < 2):
+    if not _isatty(stream) or (total is not None and total < 2) or (_isatty(sys.stdout) and not stdout_free):
         yield lambda n=1: None
         return
     from rich.console import Console
@@ -132,7 +138,8 @@ def progress(total: int | None, description: str, stream: TextIO | None = None) 
 
 @contextmanager
 def transfer_progress(description: str, stream: TextIO | None = None) -> Iterator:
-    """A download bar on stderr (terminal only); the callback takes (bytes so far, total or None)."""
+    """A download bar on stderr (terminal only), started by the first byte: finding a file that is
+    already here shows nothing. The callback takes (bytes so far, total or None)."""
     stream = stream or sys.stderr
     if not _isatty(stream):
         yield None
@@ -140,14 +147,22 @@ def transfer_progress(description: str, stream: TextIO | None = None) -> Iterato
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=Console(file=stream), transient=True) as bar:
-        task = bar.add_task(description, total=None)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   console=Console(file=stream), transient=True)
+    task = None
 
-        def update(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
+    def update(done: int, total: int | None) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(description, total=total)
+        bar.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 def render_models(rows: Sequence[tuple], fmt: str, stream: TextIO | None = None) -> None:

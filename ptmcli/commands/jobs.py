@@ -140,7 +140,7 @@ def classify_job(
     failed = 0
     with _StopOnSignal() as stop:
         try:
-            with progress(len(work), "classifying") as advance:
+            with progress(len(work), "classifying", stdout_free=results is not None) as advance:
                 for local_rows, output_batch in batches:
                     for result in output_batch.results:
                         if not result.ok:

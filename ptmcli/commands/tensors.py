@@ -118,7 +118,7 @@ def export_hdf5(
         dataset=dataset, compression=compression.value, level=level, chunks=parse_chunks(chunks),
         overwrite=overwrite, append=append, model=model, fail_fast=fail_fast,
     )
-    with progress(None, "exporting") as advance:
+    with progress(None, "exporting", stdout_free=True) as advance:
         result = run_export(sources, output, options, on_error=error_line, on_progress=advance, stdin=sys.stdin)
     render_export(result, fmt.value, sys.stdout)
     if result.skipped:
