@@ -452,7 +452,9 @@ def check_keys(
 ) -> None:
     """Refuse a state dict of another layout, naming the keys that do not fit."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
+    # Checkpoints from before PyTorch 0.4.1 have no BatchNorm step counters; BatchNorm's own loader
+    # fills them in (torchvision's older ImageNet files, DenseNet's among them, are like that).
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     wrong_shape = [
         f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"

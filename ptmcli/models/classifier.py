@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
@@ -18,6 +19,32 @@ if TYPE_CHECKING:
     import torch
 
 
+@contextmanager
+def _parameters_on_meta():
+    """Only parameters and buffers go to the meta device, as each module registers them.
+
+    For builders that compute with tensors (RegNet's layer widths): those stay real, while the
+    weights, which the checkpoint replaces anyway, are never allocated or initialised.
+    """
+    from torch import nn
+
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter_on_meta(self, name, param):
+        if param is not None:
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(self, name, param)
+
+    def buffer_on_meta(self, name, tensor, persistent=True):
+        register_buffer(self, name, tensor.to("meta") if tensor is not None else None, persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter_on_meta, buffer_on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
+
+
 def build_with_weights(spec: ClassifierSpec, weights_path: Path) -> "torch.nn.Module":
     """Build `spec`'s network and load a state dict into it, strictly.
 
@@ -32,8 +59,9 @@ def build_with_weights(spec: ClassifierSpec, weights_path: Path) -> "torch.nn.Mo
     try:
         with torch.device("meta"):
             model = spec.build()
-    except Exception:  # noqa: BLE001 - some builders initialise in ways meta tensors refuse
-        model = spec.build()
+    except Exception:  # noqa: BLE001 - RegNet computes its widths with tensors, which meta refuses
+        with _parameters_on_meta():
+            model = spec.build()
     check_keys(model, state, weights_path, spec.name)
     model.load_state_dict(state, strict=True, assign=True)
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
