@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, WORK, load_average, machine, run_json  # noqa: E402
+from common import ROOT, WORK, load_average, machine, published_or_random, run_json  # noqa: E402
 
 # The book's chapter 2.2 notebook: Resize(256) + ToTensor() (inputs in [0, 1]), no inference_mode.
 BOOK = r"""
@@ -67,22 +67,10 @@ print(json.dumps({"ms": 1000 * statistics.median(times), "first_s": first}))
 
 
 def generator_weights() -> Path:
+    from ptmcli.models.cyclegan import ResNetGenerator
     from ptmcli.registry import get_generator_weights
-    from ptmcli.weights import find
 
-    real = find(get_generator_weights("horse2zebra"))
-    if real is not None:
-        return real
-    path = WORK / "horse2zebra-random.pth"
-    if not path.is_file():
-        import torch
-
-        from ptmcli.models.cyclegan import ResNetGenerator
-
-        WORK.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(0)
-        torch.save(ResNetGenerator().state_dict(), path)
-    return path
+    return published_or_random(get_generator_weights("horse2zebra"), "horse2zebra-random.pth", ResNetGenerator)
 
 
 def horse_photo() -> Path:

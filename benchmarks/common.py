@@ -53,27 +53,34 @@ def make_jpegs(count: int, size=(1280, 720)) -> Path:
     return folder
 
 
-def resnet101_weights() -> Path:
-    """The published ResNet101 file if this machine has it, else random weights in its layout.
+def published_or_random(weight, random_name: str, build) -> Path:
+    """The published weight file if this machine has it, else random weights in its layout.
 
     Speed does not depend on the values, so the timing is the same; agreement checks use
     real weights (efficientnet_lite0) instead.
     """
-    from ptmcli.registry import get_classifier
     from ptmcli.weights import find
 
-    real = find(get_classifier("resnet101").weights)
+    real = find(weight)
     if real is not None:
         return real
-    path = WORK / "resnet101-random.pth"
+    path = WORK / random_name
     if not path.is_file():
         import torch
-        import torchvision
 
         WORK.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
-        torch.save(torchvision.models.resnet101().state_dict(), path)
+        torch.save(build().state_dict(), path)
     return path
+
+
+def resnet101_weights() -> Path:
+    import torchvision
+
+    from ptmcli.registry import get_classifier
+
+    return published_or_random(get_classifier("resnet101").weights, "resnet101-random.pth",
+                               torchvision.models.resnet101)
 
 
 def median(values):
