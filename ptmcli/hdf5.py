@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TextIO
 
+from ptmcli.atomic import temp_beside
 from ptmcli.errors import InputError, OutputExists, UsageProblem
 from ptmcli.inputs import InputItem, collect_inputs
 from ptmcli.registry import DEFAULT_CLASSIFIER
@@ -201,9 +201,7 @@ def export_hdf5(
                     break
         return ExportResult(str(out), failed=failed)
 
-    folder = str(out.parent) if str(out.parent) else "."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=".part")
-    os.close(fd)
+    tmp = str(temp_beside(out, mode_of=out if exists else None))
     written: list[WrittenDataset] = []
     skipped: list[str] = []
     try:
@@ -233,7 +231,6 @@ def export_hdf5(
         if not written or (failed and options.fail_fast):
             os.unlink(tmp)
             return ExportResult(str(out), failed=failed, skipped=tuple(skipped))
-        _set_mode(tmp, out if exists else None)
         os.replace(tmp, out)
     except BaseException:
         try:
@@ -261,17 +258,6 @@ def _image_name(options: ExportOptions, units: int) -> str:
     if units == 1 and options.dataset:
         return options.dataset.strip("/")
     return hdf5_path(options.dataset.strip("/") if options.dataset and units > 1 else "", "images")
-
-
-def _set_mode(tmp: str, existing: Path | None) -> None:
-    # mkstemp makes 0600 files; give the result the mode a plain open() would (or the old file's).
-    if existing is not None:
-        mode = os.stat(existing).st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(tmp, mode)
 
 
 class _Writer:

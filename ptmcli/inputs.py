@@ -111,6 +111,19 @@ def _scale_to_8bit(image: "Image.Image") -> "Image.Image":
     return Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
+def unreadable(path: str, exc: OSError) -> InputError:
+    """The one-line reason a user's file could not be opened or read."""
+    if isinstance(exc, FileNotFoundError):
+        reason = "no such file"
+    elif isinstance(exc, IsADirectoryError):
+        reason = "is a directory"
+    elif isinstance(exc, PermissionError):
+        reason = "permission denied"
+    else:
+        reason = f"cannot read ({exc.strerror or exc})"
+    return InputError(f"{path}: {reason}")
+
+
 def open_image(path: str, min_short_side: int | None = None) -> "Image.Image":
     """Decode one image file to RGB with EXIF orientation applied; raise InputError otherwise.
 
@@ -146,12 +159,8 @@ def open_image(path: str, min_short_side: int | None = None) -> "Image.Image":
             f"{path}: image is larger than {limit:,} pixels (possible decompression bomb); "
             "set PTM_MAX_PIXELS to allow it"
         ) from None
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise unreadable(path, exc) from None
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:

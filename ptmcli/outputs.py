@@ -25,11 +25,11 @@ import csv
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
+from ptmcli.atomic import replacing, temp_beside
 from ptmcli.errors import OutputExists, OutputUnwritable, UsageProblem
 from ptmcli.results import BatchOutput, Classification
 
@@ -124,9 +124,7 @@ def check_output(path_text: str, resume: bool, force: bool) -> Path:
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
-        os.close(fd)
-        os.unlink(probe)
+        temp_beside(path).unlink()  # can a file be created there at all?
     except OSError as exc:
         raise OutputUnwritable(
             f"cannot write {path}: {exc.strerror or exc}", ["choose a folder you can write to"]
@@ -155,19 +153,6 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1000
     return str(n)
-
-
-def _temp_beside(path: Path) -> Path:
-    """An empty file next to `path` (same file system, so os.replace is atomic)."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".ptm-tmp")
-    try:
-        # mkstemp makes 0600 files; results are shared like any file the user creates.
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-    finally:
-        os.close(fd)
-    return Path(name)
 
 
 def _write_failed(path: Path, exc: BaseException, done: int) -> OutputUnwritable:
@@ -365,22 +350,16 @@ def _create_working(path: Path, rows: Sequence[Row], info: RunInfo,
     """Write a complete working file beside `path`, then move it into place."""
     import h5py
 
-    tmp = _temp_beside(path)
     try:
-        with h5py.File(tmp, "w", libver="earliest") as f:
+        with replacing(path) as tmp, h5py.File(tmp, "w", libver="earliest") as f:
             _write_header(f, info, rows, "working", complete=False)
             for name, shape, dtype in _row_datasets(info, ERROR_BYTES):
                 _preallocated(f, name, (len(rows), *shape), dtype)
             if fill is not None:
                 fill(f)
-        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputUnwritable(f"cannot create {path} ({exc.strerror or str(exc).splitlines()[0]})",
                                ["free some space or choose another --output"]) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _copy_rows_by_path(old, new, rows: Sequence[Row]) -> None:
@@ -572,45 +551,39 @@ def write_final(dest: Path, attrs: dict, plan: MergePlan, complete: bool = True)
         failed = np.flatnonzero(source["status"][...] == ERROR)
         if len(failed):
             longest_error = max(longest_error, max(len(bytes(e).rstrip(b"\0")) for e in source["error"][failed]))
-    tmp = _temp_beside(dest)
-    try:
-        with h5py.File(tmp, "w", libver="earliest") as out:
-            for key, value in attrs.items():
-                out.attrs[key] = value
-            out.attrs["layout"] = "final"
-            out.create_dataset("classes", data=first["classes"][...], dtype=h5py.string_dtype())
-            _final_dataset(out, "path", n, (), h5py.string_dtype())
-            _final_dataset(out, "input_index", n, (), np.dtype(np.int64))
-            for name in names:
-                dtype = first[name].dtype
-                if name == "error":
-                    dtype = h5py.string_dtype("utf-8", longest_error)
-                _final_dataset(out, name, n, first[name].shape[1:], dtype)
-            row_bytes = sum(int(np.prod(first[nm].shape[1:], dtype=np.int64)) * first[nm].dtype.itemsize
-                            for nm in names) + 64
-            block = max(1, _COPY_BLOCK_BYTES // row_bytes)
-            pending = False
-            for a in range(0, n, block):
-                b = min(n, a + block)
-                columns = _gather(plan, a, b, ["path", "input_index", *names])
-                status = columns["status"]
-                pending |= bool((status == PENDING).any())
-                not_ok = status != OK
-                columns["error"] = np.where(status == ERROR, columns["error"], b"").astype(
-                    h5py.string_dtype("utf-8", longest_error))
-                columns["top_index"][not_ok] = -1
-                columns["top_label"][not_ok] = b""
-                columns["top_probability"][not_ok] = np.nan
-                for name in ("probabilities", "features"):
-                    if name in columns:
-                        columns[name][not_ok] = np.nan
-                for name, values in columns.items():
-                    out[name][a:b] = values
-            out.attrs["complete"] = complete and not pending
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with replacing(dest) as tmp, h5py.File(tmp, "w", libver="earliest") as out:
+        for key, value in attrs.items():
+            out.attrs[key] = value
+        out.attrs["layout"] = "final"
+        out.create_dataset("classes", data=first["classes"][...], dtype=h5py.string_dtype())
+        _final_dataset(out, "path", n, (), h5py.string_dtype())
+        _final_dataset(out, "input_index", n, (), np.dtype(np.int64))
+        for name in names:
+            dtype = first[name].dtype
+            if name == "error":
+                dtype = h5py.string_dtype("utf-8", longest_error)
+            _final_dataset(out, name, n, first[name].shape[1:], dtype)
+        row_bytes = sum(int(np.prod(first[nm].shape[1:], dtype=np.int64)) * first[nm].dtype.itemsize
+                        for nm in names) + 64
+        block = max(1, _COPY_BLOCK_BYTES // row_bytes)
+        pending = False
+        for a in range(0, n, block):
+            b = min(n, a + block)
+            columns = _gather(plan, a, b, ["path", "input_index", *names])
+            status = columns["status"]
+            pending |= bool((status == PENDING).any())
+            not_ok = status != OK
+            columns["error"] = np.where(status == ERROR, columns["error"], b"").astype(
+                h5py.string_dtype("utf-8", longest_error))
+            columns["top_index"][not_ok] = -1
+            columns["top_label"][not_ok] = b""
+            columns["top_probability"][not_ok] = np.nan
+            for name in ("probabilities", "features"):
+                if name in columns:
+                    columns[name][not_ok] = np.nan
+            for name, values in columns.items():
+                out[name][a:b] = values
+        out.attrs["complete"] = complete and not pending
 
 
 def _gather(plan: MergePlan, a: int, b: int, names: list[str]) -> dict:
@@ -812,20 +785,15 @@ def rewrite_text_in_order(path: Path, fmt: str, rows: Sequence[Row], top_k: int)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = _temp_beside(path)
     try:
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
+                                          newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputUnwritable(f"could not write {path} ({exc.strerror or exc})",
                                ["free space, then rerun with --resume"]) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # --- entry point ---------------------------------------------------------------------------------

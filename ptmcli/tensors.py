@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from ptmcli.errors import InputError, UsageProblem
+from ptmcli.inputs import unreadable
 from ptmcli.tensorviews import (
     Step,
     ViewMeta,
@@ -189,14 +190,8 @@ def sniff_format(path: str) -> str | None:
     try:
         with open(path, "rb") as fh:
             head = fh.read(64)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise unreadable(path, exc) from None
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if head.startswith(_HDF5_SIGNATURE) or _hdf5_with_userblock(path):
