@@ -54,11 +54,11 @@ PTM = r"""
 import io, json, statistics, sys, time
 from pathlib import Path
 import torch
-from ptmcli.device import resolve_device, resolve_precision
-from ptmcli.inputs import InputItem
+from ptmcli.pipeline.device import resolve_device, resolve_precision
+from ptmcli.pipeline.inputs import InputItem
 from ptmcli.models.classifier import Classifier
-from ptmcli.registry import get_classifier
-from ptmcli.render import ClassificationWriter
+from ptmcli.models.registry import get_classifier
+from ptmcli.sinks.console import ClassificationWriter
 weights, folder, device, repeats, precision, compile_, batch, model = sys.argv[1:9]
 repeats, batch, compile_ = int(repeats), int(batch), compile_ == "1"
 dev = resolve_device(device)

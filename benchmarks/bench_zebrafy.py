@@ -48,7 +48,7 @@ PTM = r"""
 import json, statistics, sys, time
 from pathlib import Path
 import torch
-from ptmcli.device import resolve_device, resolve_precision
+from ptmcli.pipeline.device import resolve_device, resolve_precision
 from ptmcli.models.cyclegan import Zebrafier
 weights, image, device, repeats, precision, compile_ = sys.argv[1:7]
 dev = resolve_device(device)
@@ -68,7 +68,7 @@ print(json.dumps({"ms": 1000 * statistics.median(times), "first_s": first}))
 
 def generator_weights() -> Path:
     from ptmcli.models.cyclegan import ResNetGenerator
-    from ptmcli.registry import get_generator_weights
+    from ptmcli.models.registry import get_generator_weights
 
     return published_or_random(get_generator_weights("horse2zebra"), "horse2zebra-random.pth", ResNetGenerator)
 

@@ -59,7 +59,7 @@ def published_or_random(weight, random_name: str, build) -> Path:
     Speed does not depend on the values, so the timing is the same; agreement checks use
     real weights (efficientnet_lite0) instead.
     """
-    from ptmcli.weights import find
+    from ptmcli.models.weights import find
 
     real = find(weight)
     if real is not None:
@@ -77,7 +77,7 @@ def published_or_random(weight, random_name: str, build) -> Path:
 def resnet101_weights() -> Path:
     import torchvision
 
-    from ptmcli.registry import get_classifier
+    from ptmcli.models.registry import get_classifier
 
     return published_or_random(get_classifier("resnet101").weights, "resnet101-random.pth",
                                torchvision.models.resnet101)

@@ -118,11 +118,11 @@ def test_one_row_per_input_aligned(baseline, workspace):
     # the same size, give the same numbers bit for bit.
     import torch
 
-    from ptmcli import weights
+    from ptmcli.models import weights
     from ptmcli.models.classifier import Classifier
-    from ptmcli.registry import get_classifier
+    from ptmcli.models.registry import get_classifier
 
-    from ptmcli.device import resolve_device
+    from ptmcli.pipeline.device import resolve_device
 
     spec = get_classifier("efficientnet_lite0")
     # The device the subprocess picked with --device auto (CUDA where there is one).
@@ -136,7 +136,7 @@ def test_one_row_per_input_aligned(baseline, workspace):
     np.testing.assert_array_equal(probs, expected["probabilities"])
     np.testing.assert_array_equal(features, expected["features"])
     with torch.inference_mode():
-        from ptmcli.preprocess import to_batch
+        from ptmcli.pipeline.preprocess import to_batch
 
         embedding = classifier.model.features(to_batch(arrays, spec.preprocess, classifier.device, classifier.dtype))
     np.testing.assert_allclose(features, embedding.float().cpu().numpy(), rtol=1e-5, atol=1e-6)
@@ -269,7 +269,7 @@ def test_resume_with_other_options_refuses_and_keeps_the_file(baseline, workspac
 
 
 def test_shard_to_stdout_and_paths_from_stdin(workspace, module_env):
-    from ptmcli.shards import Shard, in_shard
+    from ptmcli.pipeline.shards import Shard, in_shard
 
     listing = [f"photos/b/img{i:02d}.png" for i in range(0, 16, 2)]
     mine = [p for p in listing if in_shard(p, Shard(2, 3))]
@@ -313,7 +313,7 @@ def test_ray_engine_equals_local_engine(workspace, module_env):
 def test_engine_ray_without_ray_installed_says_how_to_install(monkeypatch):
     import sys
 
-    from ptmcli.engines import ray_engine
+    from ptmcli.pipeline.engines import ray_engine
     from ptmcli.errors import UsageProblem
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed

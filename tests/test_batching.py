@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from ptmcli.batching import prefetch_batches
+from ptmcli.pipeline.batching import prefetch_batches
 from ptmcli.errors import InputError
-from ptmcli.inputs import InputItem
+from ptmcli.pipeline.inputs import InputItem
 
 
 def slow_load(path: str) -> int:

@@ -124,7 +124,7 @@ def test_out_of_memory_becomes_a_per_input_message(small_zebra, make_image, tmp_
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     small_zebra._forward = no_memory
-    from ptmcli.inputs import InputItem
+    from ptmcli.pipeline.inputs import InputItem
 
     [[result]] = list(small_zebra.run([InputItem(str(good))], batch_size=4))
     assert not result.ok
@@ -133,7 +133,7 @@ def test_out_of_memory_becomes_a_per_input_message(small_zebra, make_image, tmp_
 
 
 def test_too_large_for_32_bit_indexing_is_a_per_input_message(small_zebra, make_image):
-    from ptmcli.inputs import InputItem
+    from ptmcli.pipeline.inputs import InputItem
 
     def too_big(arrays):
         raise RuntimeError("input tensor must fit into 32-bit index math")
@@ -145,7 +145,7 @@ def test_too_large_for_32_bit_indexing_is_a_per_input_message(small_zebra, make_
 
 
 def test_a_photo_larger_than_free_memory_is_refused_before_it_starts(small_zebra, make_image, monkeypatch):
-    from ptmcli.inputs import InputItem
+    from ptmcli.pipeline.inputs import InputItem
 
     monkeypatch.setattr(cyclegan, "available_memory", lambda: 100 * 2**20)  # 100 MiB free
     big, small = make_image("big.png", size=(3000, 2000)), make_image("small.png", size=(40, 30))
@@ -157,7 +157,7 @@ def test_a_photo_larger_than_free_memory_is_refused_before_it_starts(small_zebra
 
 
 def test_other_runtime_errors_are_not_hidden(small_zebra, make_image):
-    from ptmcli.inputs import InputItem
+    from ptmcli.pipeline.inputs import InputItem
 
     def broken(arrays):
         raise RuntimeError("shape mismatch somewhere")

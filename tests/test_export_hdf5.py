@@ -21,9 +21,9 @@ from conftest import EXAMPLES, shared_file
 from tensor_helpers import assert_same, ptm_here, write_tensor
 from test_inspect_tensor import RunsCode, hostile_files, tensors_
 
-from ptmcli.hdf5 import ExportOptions, export_hdf5
-from ptmcli.render_tensors import json_safe
-from ptmcli.tensors import inspect_file, open_tensor_file
+from ptmcli.tensorio.export_hdf5 import ExportOptions, export_hdf5
+from ptmcli.tensorio.render import json_safe
+from ptmcli.tensorio.tensors import inspect_file, open_tensor_file
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HAS_H5LS = shutil.which("h5ls") is not None
@@ -254,7 +254,7 @@ def test_interrupted_export_leaves_nothing_and_keeps_the_old_file(tmp_path):
     out = tmp_path / "o.h5"
     export([tmp_path / "sd.pt"], out)
     before = out.read_bytes()
-    with mock.patch("ptmcli.hdf5._Writer._write_item", side_effect=KeyboardInterrupt):
+    with mock.patch("ptmcli.tensorio.export_hdf5._Writer._write_item", side_effect=KeyboardInterrupt):
         with pytest.raises(KeyboardInterrupt):
             export([tmp_path / "sd.pt"], out, overwrite=True)
         with pytest.raises(KeyboardInterrupt):

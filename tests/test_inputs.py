@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ptmcli.errors import InputError
-from ptmcli.inputs import InputItem, collect_inputs, open_image
+from ptmcli.pipeline.inputs import InputItem, collect_inputs, open_image
 
 
 def save(image: Image.Image, path, **kwargs):

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from conftest import shared_file
 from tensor_helpers import assert_same, ptm_here, write_tensor
 
-from ptmcli import tensors
+from ptmcli.tensorio import tensors
 from ptmcli.errors import InputError
-from ptmcli.tensors import compute_stats, inspect_file, iter_blocks, open_tensor_file
+from ptmcli.tensorio.tensors import compute_stats, inspect_file, iter_blocks, open_tensor_file
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

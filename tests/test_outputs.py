@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from ptmcli.errors import OutputExists, OutputUnwritable, UsageProblem
-from ptmcli.merge import merge_results
-from ptmcli.outputs import (
+from ptmcli.sinks.merge import merge_results
+from ptmcli.sinks.resultfiles import (
     ERROR,
     OK,
     PENDING,
@@ -28,7 +28,7 @@ from ptmcli.outputs import (
     open_results,
 )
 from ptmcli.results import BatchOutput, Classification, Prediction
-from ptmcli.shards import Shard, collect_keyed_inputs, in_shard, parse_shard, select
+from ptmcli.pipeline.shards import Shard, collect_keyed_inputs, in_shard, parse_shard, select
 
 CLASSES = tuple(f"class {i} ü" for i in range(10))
 
@@ -235,7 +235,7 @@ import sys
 import numpy as np
 sys.path.insert(0, sys.argv[2])
 from test_outputs import info, make_rows, fake_output  # noqa: E402
-from ptmcli.outputs import open_results
+from ptmcli.sinks.resultfiles import open_results
 rows = make_rows(4000)
 results = open_results(__import__("pathlib").Path(sys.argv[1]), rows, info(inputs_total=4000), resume=False)
 print("ready", flush=True)

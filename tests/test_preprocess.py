@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ptmcli.preprocess import resize_and_crop, to_batch
-from ptmcli.registry import get_classifier
+from ptmcli.pipeline.preprocess import resize_and_crop, to_batch
+from ptmcli.models.registry import get_classifier
 
 
 @pytest.mark.parametrize("size", [(301, 257), (224, 224), (640, 100), (100, 640), (233, 232)])
@@ -45,6 +45,6 @@ def test_efficientnet_lite_scaling_is_tensorflows():
 def test_imagenet_categories_read_without_import_equal_torchvisions():
     from torchvision.models import ResNet50_Weights
 
-    from ptmcli.registry import imagenet_categories
+    from ptmcli.models.registry import imagenet_categories
 
     assert imagenet_categories() == ResNet50_Weights.IMAGENET1K_V1.meta["categories"]

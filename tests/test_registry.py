@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ptmcli.registry import classifier_names, get_classifier, torchvision_classifier_names
+from ptmcli.models.registry import classifier_names, get_classifier, torchvision_classifier_names
 
 
 def on_meta(build):

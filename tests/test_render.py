@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from ptmcli.render import ClassificationWriter, pick_format
+from ptmcli.sinks.console import ClassificationWriter, pick_format
 from ptmcli.results import Classification, Prediction
 
 OK = Classification("a.jpg", (Prediction(1, 207, "golden retriever", 0.9412345678), Prediction(2, 208, "Labrador retriever", 0.025)))

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptmcli.errors import UsageProblem
-from ptmcli.tensorviews import (
+from ptmcli.tensorio.views import (
     ViewMeta,
     ViewOp,
     apply_ops,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ptmcli import weights
+from ptmcli.models import weights
 from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
-from ptmcli.registry import GENERATOR_WEIGHTS, WeightFile, get_weight_file, known_weight_files
+from ptmcli.models.registry import GENERATOR_WEIGHTS, WeightFile, get_weight_file, known_weight_files
 from zebra_helpers import save_generator
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: several read chunks

@@ -6,9 +6,9 @@ import hashlib
 
 import pytest
 
-from ptmcli import weights
+from ptmcli.models import weights
 from ptmcli.errors import WeightsInvalid
-from ptmcli.registry import WeightFile
+from ptmcli.models.registry import WeightFile
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 

@@ -7,19 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from ptmcli.commands.common import (
+from ptmcli.commands.options import (
     BatchSizeOpt,
     CompileOpt,
     DeviceOpt,
     FailFastOpt,
     FormatOpt,
     OfflineOpt,
-    OutputFormat,
+    Format,
     PrecisionOpt,
     WeightsOpt,
 )
 from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, NoInputs
-from ptmcli.registry import DEFAULT_CLASSIFIER
+from ptmcli.models.registry import DEFAULT_CLASSIFIER
 
 
 def classify(
@@ -32,7 +32,7 @@ def classify(
     compile: CompileOpt = False,
     exact_decode: Annotated[bool, typer.Option("--exact-decode", help="Decode JPEGs at full size before resizing, exactly as torchvision; slower on large photos.")] = False,
     batch_size: BatchSizeOpt = 16,
-    fmt: FormatOpt = OutputFormat.auto,
+    fmt: FormatOpt = Format.auto,
     offline: OfflineOpt = False,
     fail_fast: FailFastOpt = False,
     with_errors: Annotated[bool, typer.Option("--with-errors", help="Also print a row (status=error) for each failed input, so rows stay aligned with inputs.")] = False,
@@ -69,12 +69,12 @@ def classify(
         ))
 
     from ptmcli import startup
-    from ptmcli import weights as weight_files
-    from ptmcli.device import resolve_device, resolve_precision
-    from ptmcli.inputs import collect_inputs
+    from ptmcli.models import weights as weight_files
+    from ptmcli.pipeline.device import resolve_device, resolve_precision
+    from ptmcli.pipeline.inputs import collect_inputs
     from ptmcli.models.classifier import Classifier
-    from ptmcli.registry import get_classifier
-    from ptmcli.render import ClassificationWriter, error_line, progress, transfer_progress
+    from ptmcli.models.registry import get_classifier
+    from ptmcli.sinks.console import ClassificationWriter, error_line, progress, transfer_progress
 
     items = list(collect_inputs(paths, sys.stdin))
     if not items:
@@ -109,7 +109,7 @@ def classify(
 
 def models(
     pattern: Annotated[Optional[str], typer.Argument(help="Only names matching this glob, e.g. 'resnet*'.")] = None,
-    fmt: FormatOpt = OutputFormat.auto,
+    fmt: FormatOpt = Format.auto,
 ) -> None:
     """List the classifiers ptm can run: size, ImageNet accuracy, and whether weights are here.
 
@@ -119,9 +119,9 @@ def models(
 
       ptm models 'efficientnet*' --format json
     """
-    from ptmcli.registry import list_classifiers
-    from ptmcli.render import render_models
-    from ptmcli.weights import find
+    from ptmcli.models.registry import list_classifiers
+    from ptmcli.sinks.console import render_models
+    from ptmcli.models.weights import find
 
     specs = list_classifiers(pattern)
     render_models([(spec, find(spec.weights)) for spec in specs], fmt.value, sys.stdout)

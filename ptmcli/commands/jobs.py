@@ -62,12 +62,12 @@ def classify_job(
 ) -> int:
     """`ptm classify` for batch jobs; returns the exit code."""
     from ptmcli import __version__, startup
-    from ptmcli import weights as weight_files
-    from ptmcli.engines import ENGINES, classify_local
-    from ptmcli.outputs import Row, RunInfo, check_output, open_results, output_kind
-    from ptmcli.registry import get_classifier
-    from ptmcli.render import ClassificationWriter, error_line, progress, transfer_progress
-    from ptmcli.shards import collect_keyed_inputs, parse_shard, select
+    from ptmcli.models import weights as weight_files
+    from ptmcli.pipeline.engines import ENGINES, classify_local
+    from ptmcli.sinks.resultfiles import Row, RunInfo, check_output, open_results, output_kind
+    from ptmcli.models.registry import get_classifier
+    from ptmcli.sinks.console import ClassificationWriter, error_line, progress, transfer_progress
+    from ptmcli.pipeline.shards import collect_keyed_inputs, parse_shard, select
 
     if engine not in ENGINES:
         raise UsageProblem(f"--engine {engine!r} is not an engine", [f"use one of: {', '.join(ENGINES)}"])
@@ -80,7 +80,7 @@ def classify_job(
     shard_spec = parse_shard(shard) if shard else None
     out_path = check_output(output, resume, force) if output else None
     if engine == "ray":
-        from ptmcli.engines.ray_engine import _import_ray
+        from ptmcli.pipeline.engines.ray_engine import _import_ray
 
         _import_ray()  # refuse before any work when Ray is missing
 
@@ -98,7 +98,7 @@ def classify_job(
     categories = spec.categories()
     classifier = None
     if engine == "local":
-        from ptmcli.device import resolve_device, resolve_precision
+        from ptmcli.pipeline.device import resolve_device, resolve_precision
         from ptmcli.models.classifier import Classifier
 
         torch_device = resolve_device(device)
@@ -130,7 +130,7 @@ def classify_job(
     if engine == "local":
         batches = classify_local(classifier, work, top, batch_size, save_probs, save_features)
     else:
-        from ptmcli.engines.ray_engine import classify_ray
+        from ptmcli.pipeline.engines.ray_engine import classify_ray
 
         batches = classify_ray(spec.name, weights_path, device, work, categories, top, batch_size,
                                save_probs, save_features, actors, precision=precision,
@@ -205,7 +205,7 @@ def merge(
     """
     from pathlib import Path
 
-    from ptmcli.merge import merge_results
+    from ptmcli.sinks.merge import merge_results
 
     merge_results([Path(s) for s in sources], Path(output), partial=partial, force=force)
     raise typer.Exit(EXIT_OK)

@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperCommand
 
-from ptmcli.commands.common import FailFastOpt
+from ptmcli.commands.options import FailFastOpt
 from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, NoInputs
-from ptmcli.registry import DEFAULT_CLASSIFIER
+from ptmcli.models.registry import DEFAULT_CLASSIFIER
 
 
 class TextFormat(str, Enum):
@@ -38,7 +38,7 @@ class ViewOrderCommand(TyperCommand):
     """Reads --select/--transpose/--view/--contiguous in the order typed (see tensorviews.split_view_args)."""
 
     def parse_args(self, ctx, args):
-        from ptmcli.tensorviews import split_view_args
+        from ptmcli.tensorio.views import split_view_args
 
         rest, ops = split_view_args(args)
         ctx.meta["ptm_view_ops"] = ops
@@ -73,8 +73,8 @@ def inspect_tensor(
 
       ptm inspect-tensor data.h5 group/dataset --select '-2:'
     """
-    from ptmcli.render_tensors import render_inspect
-    from ptmcli.tensors import inspect_file
+    from ptmcli.tensorio.render import render_inspect
+    from ptmcli.tensorio.tensors import inspect_file
 
     ops = ctx.meta.get("ptm_view_ops", [])
     summary = inspect_file(file, key, ops, stats=stats, preview_per_dim=preview)
@@ -108,9 +108,9 @@ def export_hdf5(
 
       ptm export-hdf5 photos/ -o batch.h5 --model efficientnet_lite0
     """
-    from ptmcli.hdf5 import ExportOptions, export_hdf5 as run_export, parse_chunks
-    from ptmcli.render import error_line, progress
-    from ptmcli.render_tensors import render_export
+    from ptmcli.tensorio.export_hdf5 import ExportOptions, export_hdf5 as run_export, parse_chunks
+    from ptmcli.sinks.console import error_line, progress
+    from ptmcli.tensorio.render import render_export
 
     if not sources:
         raise NoInputs("nothing to export", ["name tensor files, images or folders, or - for stdin"])

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ptmcli.commands.common import OfflineOpt
+from ptmcli.commands.options import OfflineOpt
 from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, UsageProblem
 
 app = typer.Typer(
@@ -42,8 +42,8 @@ def list_files(
 
       ptm weights list 'horse*' --format json
     """
-    from ptmcli.registry import known_weight_files
-    from ptmcli.weights import pinned_sha256, search_order, state_of
+    from ptmcli.models.registry import known_weight_files
+    from ptmcli.models.weights import pinned_sha256, search_order, state_of
 
     states = [state_of(w) for w in known_weight_files(pattern)]
     order = search_order()
@@ -101,9 +101,9 @@ def fetch(
 
       ptm weights fetch horse2zebra_cyclegan --allow-unverified
     """
-    from ptmcli import weights as weight_files
-    from ptmcli.registry import get_weight_file
-    from ptmcli.render import transfer_progress
+    from ptmcli.models import weights as weight_files
+    from ptmcli.models.registry import get_weight_file
+    from ptmcli.sinks.console import transfer_progress
 
     weight = get_weight_file(name)
     found = weight_files.find(weight)
@@ -137,9 +137,9 @@ def verify(
 
       ptm weights verify horse2zebra
     """
-    from ptmcli import weights as weight_files
-    from ptmcli.registry import get_weight_file, known_weight_files
-    from ptmcli.render import error_line
+    from ptmcli.models import weights as weight_files
+    from ptmcli.models.registry import get_weight_file, known_weight_files
+    from ptmcli.sinks.console import error_line
 
     if name is not None:
         weight = get_weight_file(name)
@@ -183,8 +183,8 @@ def add(
 
       ptm weights add resnet101 ~/Downloads/resnet101-cd907fc2.pth
     """
-    from ptmcli import weights as weight_files
-    from ptmcli.registry import GENERATOR_WEIGHTS, get_weight_file
+    from ptmcli.models import weights as weight_files
+    from ptmcli.models.registry import GENERATOR_WEIGHTS, get_weight_file
 
     weight = get_weight_file(name)
     check = None

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from ptmcli.commands.common import CompileOpt, DeviceOpt, FailFastOpt, OfflineOpt, PrecisionOpt, WeightsOpt
+from ptmcli.commands.options import CompileOpt, DeviceOpt, FailFastOpt, OfflineOpt, PrecisionOpt, WeightsOpt
 from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, NoInputs, OutputExists
-from ptmcli.registry import DEFAULT_GENERATOR
+from ptmcli.models.registry import DEFAULT_GENERATOR
 
 DEFAULT_NAME = "{stem}_zebra.png"
 
@@ -48,12 +48,12 @@ def zebrafy(
       ptm zebrafy photos/ -o zebras/ --precision bf16
     """
     from ptmcli import startup
-    from ptmcli import weights as weight_files
-    from ptmcli.device import resolve_device, resolve_precision
-    from ptmcli.image_out import compose, output_format, plan_outputs, write_image
-    from ptmcli.inputs import InputItem, collect_inputs
-    from ptmcli.registry import get_generator_weights
-    from ptmcli.render import error_line, progress, transfer_progress
+    from ptmcli.models import weights as weight_files
+    from ptmcli.pipeline.device import resolve_device, resolve_precision
+    from ptmcli.sinks.images import compose, output_format, plan_outputs, write_image
+    from ptmcli.pipeline.inputs import InputItem, collect_inputs
+    from ptmcli.models.registry import get_generator_weights
+    from ptmcli.sinks.console import error_line, progress, transfer_progress
 
     sourced = []
     for arg in paths:

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ptmcli.batching import prefetch_batches
+from ptmcli.pipeline.batching import prefetch_batches
 from ptmcli.errors import WeightsInvalid
-from ptmcli.inputs import InputItem, open_image
-from ptmcli.weights import check_keys, load_state_dict
+from ptmcli.pipeline.inputs import InputItem, open_image
+from ptmcli.models.weights import check_keys, load_state_dict
 
 if TYPE_CHECKING:
     import numpy as np

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
-    from ptmcli.inputs import InputItem
+    from ptmcli.pipeline.inputs import InputItem
     from ptmcli.models.classifier import Classifier
     from ptmcli.results import BatchOutput
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Generic, Hashable, Iterable, Iterator, TypeVar
 
 from ptmcli.errors import InputError
-from ptmcli.inputs import InputItem
+from ptmcli.pipeline.inputs import InputItem
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
 from ptmcli.errors import UsageProblem
-from ptmcli.inputs import InputItem, collect_inputs
+from ptmcli.pipeline.inputs import InputItem, collect_inputs
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from ptmcli.errors import InputError, UsageProblem
-from ptmcli.inputs import unreadable
-from ptmcli.tensorviews import (
+from ptmcli.pipeline.inputs import unreadable
+from ptmcli.tensorio.views import (
     Step,
     ViewMeta,
     ViewOp,

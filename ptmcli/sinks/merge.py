@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 
 from ptmcli.errors import NoInputs, OutputExists, OutputUnwritable, UsageProblem
-from ptmcli.outputs import (
+from ptmcli.sinks.resultfiles import (
     PENDING,
     MergePlan,
     _atomic_write_text,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ptmcli.registry import Preprocess
+from ptmcli.models.registry import Preprocess
 
 if TYPE_CHECKING:
     import numpy as np

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
-from ptmcli.device import DEVICE_HELP, PRECISION_HELP
-
-
-class OutputFormat(str, Enum):
-    auto = "auto"
-    table = "table"
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-    tsv = "tsv"
+from ptmcli.pipeline.device import DEVICE_HELP, PRECISION_HELP
+from ptmcli.sinks.formats import FORMAT_HELP, Format
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help=DEVICE_HELP, envvar="PTM_DEVICE")]
@@ -29,10 +20,7 @@ OfflineOpt = Annotated[
 ]
 FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")]
-FormatOpt = Annotated[
-    OutputFormat,
-    typer.Option("--format", "-f", help="auto: a table on a terminal, tsv in a pipe or file.", case_sensitive=False),
-]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP, case_sensitive=False)]
 PrecisionOpt = Annotated[str, typer.Option("--precision", "-p", help=PRECISION_HELP, envvar="PTM_PRECISION")]
 CompileOpt = Annotated[
     bool,

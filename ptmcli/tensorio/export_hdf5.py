@@ -26,9 +26,9 @@ from typing import Callable, Iterable, Sequence, TextIO
 
 from ptmcli.atomic import temp_beside
 from ptmcli.errors import InputError, OutputExists, UsageProblem
-from ptmcli.inputs import InputItem, collect_inputs
-from ptmcli.registry import DEFAULT_CLASSIFIER
-from ptmcli.tensors import (
+from ptmcli.pipeline.inputs import InputItem, collect_inputs
+from ptmcli.models.registry import DEFAULT_CLASSIFIER
+from ptmcli.tensorio.tensors import (
     BLOCK_ELEMENTS,
     CARRIER_DTYPES,
     FORMAT_LABELS,
@@ -453,10 +453,10 @@ class _Writer:
         import h5py
         import torch
 
-        from ptmcli.batching import prefetch_batches
-        from ptmcli.inputs import open_image
-        from ptmcli.preprocess import resize_and_crop, to_batch
-        from ptmcli.registry import get_classifier
+        from ptmcli.pipeline.batching import prefetch_batches
+        from ptmcli.pipeline.inputs import open_image
+        from ptmcli.pipeline.preprocess import resize_and_crop, to_batch
+        from ptmcli.models.registry import get_classifier
 
         spec = get_classifier(self.options.model).preprocess
         paths_name = f"{name}_paths"

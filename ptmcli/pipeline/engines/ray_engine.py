@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 from ptmcli.errors import PtmError, UsageProblem
 
 if TYPE_CHECKING:
-    from ptmcli.inputs import InputItem
+    from ptmcli.pipeline.inputs import InputItem
     from ptmcli.results import BatchOutput
 
 
@@ -47,9 +47,9 @@ class ClassifyActor:
 
     def __init__(self, model: str, weights: str, device: str, top: int, batch_size: int,
                  probabilities: bool, features: bool, precision: str = "fp32", fast_decode: bool = True):
-        from ptmcli.device import resolve_device, resolve_precision
+        from ptmcli.pipeline.device import resolve_device, resolve_precision
         from ptmcli.models.classifier import Classifier
-        from ptmcli.registry import get_classifier
+        from ptmcli.models.registry import get_classifier
 
         if not Path(weights).is_file():
             raise FileNotFoundError(f"weights file {weights} is not on Ray worker node (needs a shared path)")
@@ -62,7 +62,7 @@ class ClassifyActor:
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        from ptmcli.inputs import InputItem
+        from ptmcli.pipeline.inputs import InputItem
 
         items = [InputItem(str(path), error=str(error) or None)
                  for path, error in zip(batch["path"], batch["input_error"])]

@@ -11,7 +11,7 @@ import math
 import sys
 from typing import Any, Sequence, TextIO
 
-from ptmcli.render import _isatty
+from ptmcli.sinks.console import _isatty
 
 INSPECT_FORMATS = ("auto", "table", "text", "json")
 

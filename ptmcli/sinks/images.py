@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from ptmcli.inputs import InputItem
+    from ptmcli.pipeline.inputs import InputItem
 
 # Lower-cased suffix -> Pillow format name.
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}

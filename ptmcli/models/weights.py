@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ptmcli.atomic import replacing
 from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
-from ptmcli.registry import GENERATOR_WEIGHTS, WeightFile, package_file_path
+from ptmcli.models.registry import GENERATOR_WEIGHTS, WeightFile, package_file_path
 
 if TYPE_CHECKING:
     import torch
@@ -59,7 +59,7 @@ def torch_hub_checkpoints() -> Path:
 
 
 def repo_weights_dir() -> Path | None:
-    folder = Path(__file__).resolve().parent.parent / "weights"
+    folder = Path(__file__).resolve().parents[2] / "weights"
     return folder if folder.is_dir() else None
 
 

@@ -1,0 +1,1 @@
+"""Inputs -> batches -> model -> results: the one path every command runs on."""

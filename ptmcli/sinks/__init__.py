@@ -1,0 +1,1 @@
+"""Where results go: the terminal, result files, images, merged shards."""
