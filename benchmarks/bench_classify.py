@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load_average, machine, make_jpegs, resnet101_weights, run_json  # noqa: E402
+from common import load_average, machine, make_jpegs, resnet101_weights, run_json
 
 # The book's chapter 2.1 code, looped over the files: one image at a time, fp32, no inference_mode.
 BOOK = r"""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, load_average, machine, make_jpegs, median, resnet101_weights, wall  # noqa: E402
+from common import ROOT, load_average, machine, make_jpegs, median, resnet101_weights, wall
 
 BOOK_ONE_IMAGE = r"""
 import sys

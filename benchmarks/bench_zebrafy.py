@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, WORK, load_average, machine, published_or_random, run_json  # noqa: E402
+from common import ROOT, WORK, load_average, machine, published_or_random, run_json
 
 # The book's chapter 2.2 notebook: Resize(256) + ToTensor() (inputs in [0, 1]), no inference_mode.
 BOOK = r"""

@@ -10,10 +10,10 @@ import typer
 
 from ptmcli import __version__
 from ptmcli.commands import classify as classify_cmds
+from ptmcli.commands import jobs as jobs_cmds
 from ptmcli.commands import tensors as tensor_cmds
 from ptmcli.commands import weights as weights_cmds
 from ptmcli.commands import zebrafy as zebrafy_cmds
-from ptmcli.commands import jobs as jobs_cmds
 from ptmcli.errors import EXIT_CANNOT_START, PtmError
 
 app = typer.Typer(
@@ -74,7 +74,7 @@ def main() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
-    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+    except Exception as exc:
         if _debug["on"]:
             raise
         sys.stderr.write(f"ptm: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)\n")

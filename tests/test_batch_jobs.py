@@ -18,7 +18,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import ptm_command
 from test_outputs import assert_same_file
 
@@ -121,7 +120,6 @@ def test_one_row_per_input_aligned(baseline, workspace):
     from ptmcli.models import weights
     from ptmcli.models.classifier import Classifier
     from ptmcli.models.registry import get_classifier
-
     from ptmcli.pipeline.device import resolve_device
 
     spec = get_classifier("efficientnet_lite0")
@@ -313,8 +311,8 @@ def test_ray_engine_equals_local_engine(workspace, module_env):
 def test_engine_ray_without_ray_installed_says_how_to_install(monkeypatch):
     import sys
 
-    from ptmcli.pipeline.engines import ray_engine
     from ptmcli.errors import UsageProblem
+    from ptmcli.pipeline.engines import ray_engine
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(UsageProblem) as caught:

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from ptmcli.pipeline.batching import prefetch_batches
 from ptmcli.errors import InputError
+from ptmcli.pipeline.batching import prefetch_batches
 from ptmcli.pipeline.inputs import InputItem
 
 

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLES, ROOT, shared_file
 
 LITE = ["--model", "efficientnet_lite0"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from zebra_helpers import save_generator
 
 from ptmcli.errors import WeightsInvalid
 from ptmcli.models import cyclegan
 from ptmcli.models.cyclegan import ResNetGenerator, Zebrafier, load_generator, processed_size
-from zebra_helpers import save_generator
 
 CPU = torch.device("cpu")
 

@@ -14,10 +14,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import EXAMPLES, shared_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import EXAMPLES, shared_file
 from tensor_helpers import assert_same, ptm_here, write_tensor
 from test_inspect_tensor import RunsCode, hostile_files, tensors_
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from ptmcli.errors import OutputExists, UsageProblem
-from ptmcli.sinks.images import compose, plan_outputs, write_image
 from ptmcli.pipeline.inputs import InputItem
+from ptmcli.sinks.images import compose, plan_outputs, write_image
 
 
 def items(*paths: str, root: Path | None = None):

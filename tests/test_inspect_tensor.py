@@ -14,14 +14,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import shared_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import shared_file
 from tensor_helpers import assert_same, ptm_here, write_tensor
 
-from ptmcli.tensorio import tensors
 from ptmcli.errors import InputError
+from ptmcli.tensorio import tensors
 from ptmcli.tensorio.tensors import compute_stats, inspect_file, iter_blocks, open_tensor_file
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from ptmcli.errors import OutputExists, OutputUnwritable, UsageProblem
+from ptmcli.pipeline.shards import Shard, collect_keyed_inputs, in_shard, parse_shard, select
+from ptmcli.results import BatchOutput, Classification, Prediction
 from ptmcli.sinks.merge import merge_results
 from ptmcli.sinks.resultfiles import (
     ERROR,
@@ -27,8 +29,6 @@ from ptmcli.sinks.resultfiles import (
     check_output,
     open_results,
 )
-from ptmcli.results import BatchOutput, Classification, Prediction
-from ptmcli.pipeline.shards import Shard, collect_keyed_inputs, in_shard, parse_shard, select
 
 CLASSES = tuple(f"class {i} ü" for i in range(10))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from ptmcli.sinks.console import ClassificationWriter, pick_format
 from ptmcli.results import Classification, Prediction
+from ptmcli.sinks.console import ClassificationWriter, pick_format
 
 OK = Classification("a.jpg", (Prediction(1, 207, "golden retriever", 0.9412345678), Prediction(2, 208, "Labrador retriever", 0.025)))
 BAD = Classification("b.jpg", error="b.jpg: cannot decode image (truncated)")

@@ -9,18 +9,18 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from ptmcli.models import weights
-from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
-from ptmcli.models.registry import GENERATOR_WEIGHTS, WeightFile, get_weight_file, known_weight_files
 from zebra_helpers import save_generator
+
+from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
+from ptmcli.models import weights
+from ptmcli.models.registry import GENERATOR_WEIGHTS, WeightFile, get_weight_file, known_weight_files
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: several read chunks
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         if self.path == "/missing":
             self.send_error(404)
             return

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from ptmcli.models import weights
 from ptmcli.errors import WeightsInvalid
+from ptmcli.models import weights
 from ptmcli.models.registry import WeightFile
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB

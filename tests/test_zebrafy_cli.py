@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ROOT, ptm_command, shared_file
+from PIL import Image
 from zebra_helpers import image_size, save_generator
 
 

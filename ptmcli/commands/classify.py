@@ -12,9 +12,9 @@ from ptmcli.commands.options import (
     CompileOpt,
     DeviceOpt,
     FailFastOpt,
+    Format,
     FormatOpt,
     OfflineOpt,
-    Format,
     PrecisionOpt,
     WeightsOpt,
 )
@@ -70,10 +70,10 @@ def classify(
 
     from ptmcli import startup
     from ptmcli.models import weights as weight_files
-    from ptmcli.pipeline.device import resolve_device, resolve_precision
-    from ptmcli.pipeline.inputs import collect_inputs
     from ptmcli.models.classifier import Classifier
     from ptmcli.models.registry import get_classifier
+    from ptmcli.pipeline.device import resolve_device, resolve_precision
+    from ptmcli.pipeline.inputs import collect_inputs
     from ptmcli.sinks.console import ClassificationWriter, error_line, progress, transfer_progress
 
     items = list(collect_inputs(paths, sys.stdin))
@@ -120,8 +120,8 @@ def models(
       ptm models 'efficientnet*' --format json
     """
     from ptmcli.models.registry import list_classifiers
-    from ptmcli.sinks.console import render_models
     from ptmcli.models.weights import find
+    from ptmcli.sinks.console import render_models
 
     specs = list_classifiers(pattern)
     render_models([(spec, find(spec.weights)) for spec in specs], fmt.value, sys.stdout)

@@ -63,11 +63,11 @@ def classify_job(
     """`ptm classify` for batch jobs; returns the exit code."""
     from ptmcli import __version__, startup
     from ptmcli.models import weights as weight_files
-    from ptmcli.pipeline.engines import ENGINES, classify_local
-    from ptmcli.sinks.resultfiles import Row, RunInfo, check_output, open_results, output_kind
     from ptmcli.models.registry import get_classifier
-    from ptmcli.sinks.console import ClassificationWriter, error_line, progress, transfer_progress
+    from ptmcli.pipeline.engines import ENGINES, classify_local
     from ptmcli.pipeline.shards import collect_keyed_inputs, parse_shard, select
+    from ptmcli.sinks.console import ClassificationWriter, error_line, progress, transfer_progress
+    from ptmcli.sinks.resultfiles import Row, RunInfo, check_output, open_results, output_kind
 
     if engine not in ENGINES:
         raise UsageProblem(f"--engine {engine!r} is not an engine", [f"use one of: {', '.join(ENGINES)}"])
@@ -98,8 +98,8 @@ def classify_job(
     categories = spec.categories()
     classifier = None
     if engine == "local":
-        from ptmcli.pipeline.device import resolve_device, resolve_precision
         from ptmcli.models.classifier import Classifier
+        from ptmcli.pipeline.device import resolve_device, resolve_precision
 
         torch_device = resolve_device(device)
         classifier = Classifier(spec, weights_path, torch_device, resolve_precision(precision, torch_device),

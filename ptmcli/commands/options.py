@@ -9,7 +9,6 @@ import typer
 from ptmcli.pipeline.device import DEVICE_HELP, PRECISION_HELP
 from ptmcli.sinks.formats import FORMAT_HELP, Format
 
-
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help=DEVICE_HELP, envvar="PTM_DEVICE")]
 WeightsOpt = Annotated[
     Optional[str],

@@ -108,8 +108,9 @@ def export_hdf5(
 
       ptm export-hdf5 photos/ -o batch.h5 --model efficientnet_lite0
     """
-    from ptmcli.tensorio.export_hdf5 import ExportOptions, export_hdf5 as run_export, parse_chunks
     from ptmcli.sinks.console import error_line, progress
+    from ptmcli.tensorio.export_hdf5 import ExportOptions, parse_chunks
+    from ptmcli.tensorio.export_hdf5 import export_hdf5 as run_export
     from ptmcli.tensorio.render import render_export
 
     if not sources:

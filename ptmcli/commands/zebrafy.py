@@ -49,11 +49,11 @@ def zebrafy(
     """
     from ptmcli import startup
     from ptmcli.models import weights as weight_files
-    from ptmcli.pipeline.device import resolve_device, resolve_precision
-    from ptmcli.sinks.images import compose, output_format, plan_outputs, write_image
-    from ptmcli.pipeline.inputs import InputItem, collect_inputs
     from ptmcli.models.registry import get_generator_weights
+    from ptmcli.pipeline.device import resolve_device, resolve_precision
+    from ptmcli.pipeline.inputs import InputItem, collect_inputs
     from ptmcli.sinks.console import error_line, progress, transfer_progress
+    from ptmcli.sinks.images import compose, output_format, plan_outputs, write_image
 
     sourced = []
     for arg in paths:

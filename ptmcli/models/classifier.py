@@ -6,13 +6,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from ptmcli.pipeline.batching import prefetch_batches
 from ptmcli.errors import UsageProblem, WeightsInvalid
-from ptmcli.pipeline.inputs import InputItem, open_image
-from ptmcli.pipeline.preprocess import resize_and_crop, to_batch
 from ptmcli.models.registry import ClassifierSpec
-from ptmcli.results import BatchOutput, Classification, Prediction
 from ptmcli.models.weights import check_keys, load_state_dict
+from ptmcli.pipeline.batching import prefetch_batches
+from ptmcli.pipeline.images import open_image
+from ptmcli.pipeline.inputs import InputItem
+from ptmcli.pipeline.preprocess import resize_and_crop, to_batch
+from ptmcli.results import BatchOutput, Classification, Prediction
 
 if TYPE_CHECKING:
     import numpy as np

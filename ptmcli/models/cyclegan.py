@@ -26,10 +26,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ptmcli.pipeline.batching import prefetch_batches
 from ptmcli.errors import WeightsInvalid
-from ptmcli.pipeline.inputs import InputItem, open_image
 from ptmcli.models.weights import check_keys, load_state_dict
+from ptmcli.pipeline.batching import prefetch_batches
+from ptmcli.pipeline.images import open_image
+from ptmcli.pipeline.inputs import InputItem
 
 if TYPE_CHECKING:
     import numpy as np

@@ -22,6 +22,19 @@ _PIL_FILTERS = {"nearest": 0, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 
 _MAX_LONG_SIDE_IN_CROPS = 8
 
 
+def load_for_model(path: str, spec: Preprocess, exact_decode: bool = False) -> "np.ndarray":
+    """One image file -> the uint8 crop [crop, crop, 3] a classifier with `spec` sees.
+
+    Unless `exact_decode`, JPEG draft decoding skips detail the resize discards anyway (never
+    below the resize side): top-1 agrees with full decoding on the test photos
+    (benchmarks/README.md), and decoding is several times cheaper.
+    """
+    from ptmcli.pipeline.images import open_image
+
+    image = open_image(path, min_short_side=None if exact_decode else spec.resize)
+    return resize_and_crop(image, spec)
+
+
 def resize_and_crop(image: "Image.Image", spec: Preprocess) -> "np.ndarray":
     """RGB PIL image -> uint8 array [crop, crop, 3]: short side to `resize`, centre crop."""
     import numpy as np

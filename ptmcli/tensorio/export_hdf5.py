@@ -26,8 +26,8 @@ from typing import Callable, Iterable, Sequence, TextIO
 
 from ptmcli.atomic import temp_beside
 from ptmcli.errors import InputError, OutputExists, UsageProblem
-from ptmcli.pipeline.inputs import InputItem, collect_inputs
 from ptmcli.models.registry import DEFAULT_CLASSIFIER
+from ptmcli.pipeline.inputs import InputItem, collect_inputs
 from ptmcli.tensorio.tensors import (
     BLOCK_ELEMENTS,
     CARRIER_DTYPES,
@@ -35,8 +35,8 @@ from ptmcli.tensorio.tensors import (
     Item,
     LinkItem,
     ValueItem,
-    iter_blocks,
     h5_dtype_name,
+    iter_blocks,
     open_tensor_file,
     sniff_format,
 )
@@ -453,10 +453,10 @@ class _Writer:
         import h5py
         import torch
 
-        from ptmcli.pipeline.batching import prefetch_batches
-        from ptmcli.pipeline.inputs import open_image
-        from ptmcli.pipeline.preprocess import resize_and_crop, to_batch
         from ptmcli.models.registry import get_classifier
+        from ptmcli.pipeline.batching import prefetch_batches
+        from ptmcli.pipeline.images import open_image
+        from ptmcli.pipeline.preprocess import resize_and_crop, to_batch
 
         spec = get_classifier(self.options.model).preprocess
         paths_name = f"{name}_paths"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
-    from ptmcli.pipeline.inputs import InputItem
     from ptmcli.models.classifier import Classifier
+    from ptmcli.pipeline.inputs import InputItem
     from ptmcli.results import BatchOutput
 
 ENGINES = ("local", "ray")

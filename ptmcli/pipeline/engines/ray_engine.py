@@ -47,9 +47,9 @@ class ClassifyActor:
 
     def __init__(self, model: str, weights: str, device: str, top: int, batch_size: int,
                  probabilities: bool, features: bool, precision: str = "fp32", fast_decode: bool = True):
-        from ptmcli.pipeline.device import resolve_device, resolve_precision
         from ptmcli.models.classifier import Classifier
         from ptmcli.models.registry import get_classifier
+        from ptmcli.pipeline.device import resolve_device, resolve_precision
 
         if not Path(weights).is_file():
             raise FileNotFoundError(f"weights file {weights} is not on Ray worker node (needs a shared path)")
