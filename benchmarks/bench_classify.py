@@ -54,40 +54,37 @@ PTM = r"""
 import io, json, statistics, sys, time
 from pathlib import Path
 import torch
-from ptmcli.pipeline.device import resolve_device, resolve_precision
+from ptmcli.pipeline.classification import classify_batches, padded_batch_size
 from ptmcli.pipeline.inputs import InputItem
-from ptmcli.models.classifier import Classifier
-from ptmcli.models.registry import get_classifier
-from ptmcli.sinks.console import ClassificationWriter
+from ptmcli.pipeline.loading import ClassifierChoice, load_classifier
+from ptmcli.sinks.console import ConsoleSink
 weights, folder, device, repeats, precision, compile_, batch, model = sys.argv[1:9]
 repeats, batch, compile_ = int(repeats), int(batch), compile_ == "1"
-dev = resolve_device(device)
-spec = get_classifier(model)
 start = time.perf_counter()
-clf = Classifier(spec, Path(weights), dev, resolve_precision(precision, dev), compile=compile_)
+clf = load_classifier(ClassifierChoice(model=model, weights_path=Path(weights), device=device,
+                                       precision=precision, compile=compile_))
 load_s = time.perf_counter() - start
-items = [InputItem(str(p)) for p in sorted(Path(folder).glob("*.jpg"))]
-if compile_:
-    clf.use_fixed_batch(batch)
-def run():
-    writer = ClassificationWriter("tsv", io.StringIO())
+work = list(enumerate(InputItem(str(p)) for p in sorted(Path(folder).glob("*.jpg"))))
+pad_to = padded_batch_size(batch, len(work))
+def run(work):
+    sink = ConsoleSink("tsv", io.StringIO())
     top1 = []
-    for results in clf.classify(items, top=5, batch_size=batch):
-        writer.write(results)
-        top1 += [r.predictions[0].index for r in results]
-    writer.close()
+    for rows, output in classify_batches(clf, work, top=5, batch_size=batch, pad_to=pad_to):
+        sink.write(rows, output)
+        top1 += [r.predictions[0].index for r in output.results]
+    sink.close()
     return top1
 start = time.perf_counter()
-list(clf.classify(items[:batch], top=5, batch_size=batch))
+run(work[:batch])
 first_s = time.perf_counter() - start
 times = []
 for _ in range(repeats):
     start = time.perf_counter()
-    top1 = run()
-    if dev.type == "cuda":
+    top1 = run(work)
+    if clf.device.type == "cuda":
         torch.cuda.synchronize()
     times.append(time.perf_counter() - start)
-print(json.dumps({"img_s": len(items) / statistics.median(times), "first_batch_s": first_s,
+print(json.dumps({"img_s": len(work) / statistics.median(times), "first_batch_s": first_s,
                   "load_s": load_s, "top1": top1}))
 """
 

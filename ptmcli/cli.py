@@ -10,7 +10,7 @@ import typer
 
 from ptmcli import __version__
 from ptmcli.commands import classify as classify_cmds
-from ptmcli.commands import jobs as jobs_cmds
+from ptmcli.commands import merge as merge_cmds
 from ptmcli.commands import tensors as tensor_cmds
 from ptmcli.commands import weights as weights_cmds
 from ptmcli.commands import zebrafy as zebrafy_cmds
@@ -52,7 +52,7 @@ app.command("inspect-tensor", cls=tensor_cmds.ViewOrderCommand)(tensor_cmds.insp
 app.command("export-hdf5")(tensor_cmds.export_hdf5)
 app.command("zebrafy")(zebrafy_cmds.zebrafy)
 app.add_typer(weights_cmds.app, name="weights")
-app.command("merge")(jobs_cmds.merge)
+app.command("merge")(merge_cmds.merge)
 
 
 def main() -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -50,3 +54,18 @@ class BatchOutput:
     results: list[Classification]
     probabilities: object = None
     features: object = None
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The generator's output for one input (uint8 HWC RGB at the processed size), or why not."""
+
+    path: str
+    image: "np.ndarray | None" = None
+    source: "np.ndarray | None" = None  # the input as processed, for side-by-side views
+    alpha: "np.ndarray | None" = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

@@ -126,8 +126,10 @@ def test_one_row_per_input_aligned(baseline, workspace):
     # The device the subprocess picked with --device auto (CUDA where there is one).
     classifier = Classifier(spec, weights.resolve(spec.weights, offline=True), resolve_device("auto"))
     arrays = [classifier.prepare(str(workspace / paths[i])) for i in picks]
-    predictions, probs, features = classifier.predict_outputs(arrays, 5, pad_to=int(BATCH), probabilities=True,
-                                                              features=True)
+    from ptmcli.pipeline.classification import top_predictions
+
+    probs, order, features = classifier.forward(arrays, 5, pad_to=int(BATCH), features=True)
+    predictions = top_predictions(probs, order, classifier.categories)
     assert [[p.index for p in row] for row in predictions] == expected["top_index"].tolist()
     np.testing.assert_array_equal([[p.probability for p in row] for row in predictions],
                                   expected["top_probability"])
@@ -279,9 +281,9 @@ def test_shard_to_stdout_and_paths_from_stdin(workspace, module_env):
 
 
 def test_stop_on_signal_finishes_then_second_interrupt_is_immediate():
-    from ptmcli.commands.jobs import _StopOnSignal
+    from ptmcli.pipeline.signals import StopOnSignal
 
-    with _StopOnSignal() as stop:
+    with StopOnSignal() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.05)
         assert stop.signum == signal.SIGTERM
@@ -316,7 +318,7 @@ def test_engine_ray_without_ray_installed_says_how_to_install(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(UsageProblem) as caught:
-        ray_engine._import_ray()
+        ray_engine.import_ray()
     assert "pip install 'ptmcli[ray]'" in caught.value.hints[0]
 
 

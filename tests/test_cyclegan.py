@@ -10,6 +10,7 @@ from zebra_helpers import save_generator
 from ptmcli.errors import WeightsInvalid
 from ptmcli.models import cyclegan
 from ptmcli.models.cyclegan import ResNetGenerator, Zebrafier, load_generator, processed_size
+from ptmcli.pipeline.zebrafy import translate_batches
 
 CPU = torch.device("cpu")
 
@@ -126,7 +127,7 @@ def test_out_of_memory_becomes_a_per_input_message(small_zebra, make_image, tmp_
     small_zebra._forward = no_memory
     from ptmcli.pipeline.inputs import InputItem
 
-    [[result]] = list(small_zebra.run([InputItem(str(good))], batch_size=4))
+    [[result]] = list(translate_batches(small_zebra, [InputItem(str(good))], batch_size=4))
     assert not result.ok
     assert "out of GPU memory at 32x24" in result.error
     assert "--size" in result.error and "--device cpu" in result.error
@@ -139,7 +140,8 @@ def test_too_large_for_32_bit_indexing_is_a_per_input_message(small_zebra, make_
         raise RuntimeError("input tensor must fit into 32-bit index math")
 
     small_zebra._forward = too_big
-    [[result]] = list(small_zebra.run([InputItem(str(make_image("a.png", size=(20, 10))))], batch_size=1))
+    image = make_image("a.png", size=(20, 10))
+    [[result]] = list(translate_batches(small_zebra, [InputItem(str(image))], batch_size=1))
     assert "too large for the CPU's kernels at 20x10; try a smaller --size" in result.error
     assert "--device cpu" not in result.error  # already on the CPU
 
@@ -149,7 +151,7 @@ def test_a_photo_larger_than_free_memory_is_refused_before_it_starts(small_zebra
 
     monkeypatch.setattr(cyclegan, "available_memory", lambda: 100 * 2**20)  # 100 MiB free
     big, small = make_image("big.png", size=(3000, 2000)), make_image("small.png", size=(40, 30))
-    results = [r for batch in small_zebra.run([InputItem(str(big)), InputItem(str(small))], batch_size=4)
+    results = [r for batch in translate_batches(small_zebra, [InputItem(str(big)), InputItem(str(small))], batch_size=4)
                for r in batch]
     assert "out of CPU memory at 3000x2000 (needs about" in results[0].error
     assert "try a smaller --size" in results[0].error
@@ -164,7 +166,7 @@ def test_other_runtime_errors_are_not_hidden(small_zebra, make_image):
 
     small_zebra._forward = broken
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        list(small_zebra.run([InputItem(str(make_image("a.png")))], batch_size=1))
+        list(translate_batches(small_zebra, [InputItem(str(make_image("a.png")))], batch_size=1))
 
 
 @pytest.mark.slow

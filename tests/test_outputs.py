@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from ptmcli.errors import OutputExists, OutputUnwritable, UsageProblem
-from ptmcli.pipeline.shards import Shard, collect_keyed_inputs, in_shard, parse_shard, select
+from ptmcli.pipeline.inputs import collect
+from ptmcli.pipeline.shards import Shard, in_shard, parse_shard, select
 from ptmcli.results import BatchOutput, Classification, Prediction
 from ptmcli.sinks.merge import merge_results
-from ptmcli.sinks.resultfiles import (
+from ptmcli.sinks.resultfile import (
     ERROR,
     OK,
     PENDING,
@@ -235,7 +236,7 @@ import sys
 import numpy as np
 sys.path.insert(0, sys.argv[2])
 from test_outputs import info, make_rows, fake_output  # noqa: E402
-from ptmcli.sinks.resultfiles import open_results
+from ptmcli.sinks.resultfile import open_results
 rows = make_rows(4000)
 results = open_results(__import__("pathlib").Path(sys.argv[1]), rows, info(inputs_total=4000), resume=False)
 print("ready", flush=True)
@@ -388,7 +389,7 @@ def test_shards_partition_and_stay_put_when_files_are_added(tmp_path):
     for i in range(60):
         (folder / f"d{i % 4}").mkdir(parents=True, exist_ok=True)
         (folder / f"d{i % 4}" / f"p{i}.jpg").write_bytes(b"x")
-    inputs = collect_keyed_inputs([str(folder)])
+    inputs = collect([str(folder)])
     parts = [select(inputs, Shard(k, 4)) for k in range(1, 5)]
     positions = sorted(e.position for part in parts for e in part)
     assert positions == list(range(60))
@@ -396,12 +397,12 @@ def test_shards_partition_and_stay_put_when_files_are_added(tmp_path):
     before = {e.key: k for k, part in enumerate(parts) for e in part}
     for i in range(60, 80):
         (folder / "d0" / f"new{i}.jpg").write_bytes(b"x")
-    after = {e.key: k for k in range(4) for e in select(collect_keyed_inputs([str(folder)]), Shard(k + 1, 4))}
+    after = {e.key: k for k in range(4) for e in select(collect([str(folder)]), Shard(k + 1, 4))}
     assert {key: after[key] for key in before} == before
     # The same tree at another place (or named through a relative path) splits the same way.
     moved = tmp_path / "elsewhere"
     folder.rename(moved)
-    assert {e.key: k for k in range(4) for e in select(collect_keyed_inputs([str(moved)]), Shard(k + 1, 4))} == after
+    assert {e.key: k for k in range(4) for e in select(collect([str(moved)]), Shard(k + 1, 4))} == after
     assert inputs[0].key == "d0/p0.jpg"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from ptmcli.results import Classification, Prediction
-from ptmcli.sinks.console import ClassificationWriter, pick_format
+from ptmcli.results import BatchOutput, Classification, Prediction
+from ptmcli.sinks.console import ConsoleSink, pick_format
 
 OK = Classification("a.jpg", (Prediction(1, 207, "golden retriever", 0.9412345678), Prediction(2, 208, "Labrador retriever", 0.025)))
 BAD = Classification("b.jpg", error="b.jpg: cannot decode image (truncated)")
@@ -14,9 +14,9 @@ BAD = Classification("b.jpg", error="b.jpg: cannot decode image (truncated)")
 
 def written(fmt: str, with_errors: bool = False, batches=((OK, BAD),)) -> str:
     out = io.StringIO()
-    writer = ClassificationWriter(fmt, out, with_errors=with_errors)
+    writer = ConsoleSink(fmt, out, with_errors=with_errors)
     for batch in batches:
-        writer.write(batch)
+        writer.write(range(len(batch)), BatchOutput(list(batch)))
     writer.close()
     return out.getvalue()
 

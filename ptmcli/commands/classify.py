@@ -18,7 +18,6 @@ from ptmcli.commands.options import (
     PrecisionOpt,
     WeightsOpt,
 )
-from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, NoInputs
 from ptmcli.models.registry import DEFAULT_CLASSIFIER
 
 
@@ -59,52 +58,15 @@ def classify(
 
       ptm classify photos/ -o results.h5 --resume --shard 3/8 --save-features
     """
-    if output or resume or force or save_probs or save_features or shard or engine != "local" or actors:
-        from ptmcli.commands.jobs import classify_job
+    from ptmcli.pipeline.classify import ClassifyOptions, run_classify
 
-        raise typer.Exit(classify_job(
-            paths, top, model, weights, device, batch_size, fmt.value, offline, fail_fast, with_errors,
-            output, resume, force, save_probs, save_features, shard, engine, actors,
-            precision=precision, compile=compile, exact_decode=exact_decode,
-        ))
-
-    from ptmcli import startup
-    from ptmcli.models import weights as weight_files
-    from ptmcli.models.classifier import Classifier
-    from ptmcli.models.registry import get_classifier
-    from ptmcli.pipeline.device import resolve_device, resolve_precision
-    from ptmcli.pipeline.inputs import collect_inputs
-    from ptmcli.sinks.console import ClassificationWriter, error_line, progress, transfer_progress
-
-    items = list(collect_inputs(paths, sys.stdin))
-    if not items:
-        raise NoInputs("no images to classify", ["name image files or folders that hold images, or - for stdin"])
-    spec = get_classifier(model)
-    torch_device = resolve_device(device)
-    dtype = resolve_precision(precision, torch_device)
-    with transfer_progress(f"downloading {spec.weights.filename}") as on_bytes:
-        weights_path = weight_files.resolve(
-            spec.weights, weights, offline=weight_files.offline_requested(offline), progress=on_bytes
-        )
-    classifier = Classifier(spec, weights_path, torch_device, dtype, compile=compile, fast_decode=not exact_decode)
-    if compile:
-        classifier.use_fixed_batch(min(batch_size, len(items)))
-    startup.loaded()
-
-    writer = ClassificationWriter(fmt.value, sys.stdout, with_errors=with_errors)
-    failed = 0
-    with progress(len(items), "classifying") as advance:
-        for batch in classifier.classify(items, top=top, batch_size=batch_size):
-            for result in batch:
-                if not result.ok:
-                    error_line(result.error)
-                    failed += 1
-            writer.write(batch)
-            advance(len(batch))
-            if failed and fail_fast:
-                break
-    writer.close()
-    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+    options = ClassifyOptions(
+        paths=tuple(paths), top=top, model=model, weights=weights, device=device, precision=precision,
+        compile=compile, exact_decode=exact_decode, batch_size=batch_size, fmt=fmt.value, offline=offline,
+        fail_fast=fail_fast, with_errors=with_errors, output=output, resume=resume, force=force,
+        save_probs=save_probs, save_features=save_features, shard=shard, engine=engine, actors=actors,
+    )
+    raise typer.Exit(run_classify(options, sys.stdin, sys.stdout))
 
 
 def models(

@@ -108,7 +108,7 @@ def export_hdf5(
 
       ptm export-hdf5 photos/ -o batch.h5 --model efficientnet_lite0
     """
-    from ptmcli.sinks.console import error_line, progress
+    from ptmcli.sinks.progress import error_line, progress
     from ptmcli.tensorio.export_hdf5 import ExportOptions, parse_chunks
     from ptmcli.tensorio.export_hdf5 import export_hdf5 as run_export
     from ptmcli.tensorio.render import render_export

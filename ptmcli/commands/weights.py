@@ -103,7 +103,7 @@ def fetch(
     """
     from ptmcli.models import weights as weight_files
     from ptmcli.models.registry import get_weight_file
-    from ptmcli.sinks.console import transfer_progress
+    from ptmcli.sinks.progress import transfer_progress
 
     weight = get_weight_file(name)
     found = weight_files.find(weight)
@@ -139,7 +139,7 @@ def verify(
     """
     from ptmcli.models import weights as weight_files
     from ptmcli.models.registry import get_weight_file, known_weight_files
-    from ptmcli.sinks.console import error_line
+    from ptmcli.sinks.progress import error_line
 
     if name is not None:
         weight = get_weight_file(name)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ptmcli.commands.options import CompileOpt, DeviceOpt, FailFastOpt, OfflineOpt, PrecisionOpt, WeightsOpt
-from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, NoInputs, OutputExists
 from ptmcli.models.registry import DEFAULT_GENERATOR
-
-DEFAULT_NAME = "{stem}_zebra.png"
+from ptmcli.sinks.images import DEFAULT_NAME
 
 
 def zebrafy(
@@ -47,81 +43,11 @@ def zebrafy(
 
       ptm zebrafy photos/ -o zebras/ --precision bf16
     """
-    from ptmcli import startup
-    from ptmcli.models import weights as weight_files
-    from ptmcli.models.registry import get_generator_weights
-    from ptmcli.pipeline.device import resolve_device, resolve_precision
-    from ptmcli.pipeline.inputs import InputItem, collect_inputs
-    from ptmcli.sinks.console import error_line, progress, transfer_progress
-    from ptmcli.sinks.images import compose, output_format, plan_outputs, write_image
+    from ptmcli.pipeline.zebrafy import ZebrafyOptions, run_zebrafy
 
-    sourced = []
-    for arg in paths:
-        root = Path(arg) if arg != "-" and Path(arg).is_dir() else None
-        sourced.extend((item, root) for item in collect_inputs([arg], sys.stdin))
-    if not sourced:
-        raise NoInputs("no images to zebrafy", ["name image files or folders that hold images, or - for stdin"])
-    if force and skip_existing:
-        from ptmcli.errors import UsageProblem
-
-        raise UsageProblem("--force and --skip-existing contradict each other", ["pick one"])
-    targets = plan_outputs(sourced, output, name)
-
-    jobs: list[tuple[InputItem, Path]] = []
-    for (item, _), target in zip(sourced, targets):
-        if not force and item.error is None and target.exists():
-            if skip_existing:
-                continue
-            if len(sourced) == 1:
-                raise OutputExists(f"{target} exists", ["pass --force to replace it"])
-            item = InputItem(item.path, error=f"output {target} exists (pass --force to replace it)")
-        jobs.append((item, target))
-
-    weight = get_generator_weights(model)
-    torch_device = resolve_device(device)
-    dtype = resolve_precision(precision, torch_device)
-    with transfer_progress(f"downloading {weight.filename}") as on_bytes:
-        weights_path = weight_files.resolve(
-            weight, weights, offline=weight_files.offline_requested(offline), progress=on_bytes
-        )
-    from ptmcli.models.cyclegan import Zebrafier
-
-    zebra = Zebrafier(weights_path, torch_device, short_side=size, label=f"the {weight.name} generator",
-                      dtype=dtype, compile=compile)
-    startup.loaded()
-
-    # A plain `kill` should clean up like Ctrl-C: temp files removed, no half-written output.
-    signal.signal(signal.SIGTERM, _interrupt)
-    failed = 0
-    targets_in_order = iter([target for _, target in jobs])
-    with progress(len(jobs), "zebrafying") as advance:
-        for batch in zebra.run([item for item, _ in jobs], batch_size=batch_size):
-            for result in batch:
-                target = next(targets_in_order)
-                if result.ok:
-                    fmt = output_format(target)
-                    picture = compose(result.image, fmt, result.source if side_by_side else None, result.alpha)
-                    try:
-                        write_image(picture, target, fmt, replace=force)
-                    except OutputExists as exc:
-                        error_line(f"{result.path}: output {exc.message} (pass --force to replace it)")
-                        failed += 1
-                    except OSError as exc:
-                        error_line(f"{result.path}: cannot write {target}: {exc.strerror or exc}")
-                        failed += 1
-                    else:
-                        sys.stdout.write(f"{result.path}\t{target}\n")
-                        sys.stdout.flush()
-                else:
-                    error_line(result.error)
-                    failed += 1
-                advance(1)
-                if failed and fail_fast:
-                    break
-            if failed and fail_fast:
-                break
-    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+    options = ZebrafyOptions(
+        paths=tuple(paths), output=output, size=size, name=name, model=model, weights=weights, device=device,
+        precision=precision, compile=compile, batch_size=batch_size, side_by_side=side_by_side, force=force,
+        skip_existing=skip_existing, offline=offline, fail_fast=fail_fast,
+    )
+    raise typer.Exit(run_zebrafy(options, sys.stdin, sys.stdout))

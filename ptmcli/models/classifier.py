@@ -1,19 +1,15 @@
-"""ImageNet classification: load a model once, classify batches, hand back plain results."""
+"""ImageNet classification with PyTorch: load a model once, turn batches of crops into probabilities."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from ptmcli.errors import UsageProblem, WeightsInvalid
 from ptmcli.models.registry import ClassifierSpec
 from ptmcli.models.weights import check_keys, load_state_dict
-from ptmcli.pipeline.batching import prefetch_batches
-from ptmcli.pipeline.images import open_image
-from ptmcli.pipeline.inputs import InputItem
-from ptmcli.pipeline.preprocess import resize_and_crop, to_batch
-from ptmcli.results import BatchOutput, Classification, Prediction
+from ptmcli.pipeline.preprocess import load_for_model, to_batch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,7 +72,7 @@ def build_with_weights(spec: ClassifierSpec, weights_path: Path) -> "torch.nn.Mo
 
 
 class Classifier:
-    """One model, loaded once, on one device, at one precision."""
+    """One torch model, loaded once, on one device, at one precision: uint8 crops -> probabilities."""
 
     def __init__(
         self,
@@ -93,9 +89,7 @@ class Classifier:
         self.device = device
         self.dtype = dtype or torch.float32
         self.categories = spec.categories()
-        # JPEG draft decoding skips detail the resize would discard anyway; top-1 agrees with
-        # full decoding on the test photos (benchmarks/README.md), and decode is much cheaper.
-        self.min_decode_side = spec.preprocess.resize if fast_decode else None
+        self.exact_decode = not fast_decode
         model = build_with_weights(spec, weights_path)
         out_features = _num_outputs(model)
         if out_features is not None and out_features != len(self.categories):
@@ -107,14 +101,8 @@ class Classifier:
         # Weights are cast, not autocast: half-size weights halve memory traffic, and oneDNN's
         # bf16 kernels want both operands in bf16. channels_last suits oneDNN and cuDNN alike.
         self.model = model.to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
-        self.fixed_batch: int | None = None
         if compile:
             self.model = compile_frozen(self.model)
-
-    def use_fixed_batch(self, size: int) -> None:
-        """Pad every batch to `size`: a compiled model then never recompiles for a short last batch,
-        and each row's numbers do not depend on how many images shared its batch."""
-        self.fixed_batch = size
 
     @property
     def decode_workers(self) -> int:
@@ -125,18 +113,7 @@ class Classifier:
 
     def prepare(self, path: str) -> "np.ndarray":
         """Decode and crop one file; runs in the decode thread."""
-        image = open_image(path, min_short_side=self.min_decode_side)
-        return resize_and_crop(image, self.spec.preprocess)
-
-    def predict(self, arrays: list["np.ndarray"], top: int) -> list[tuple[Prediction, ...]]:
-        return self.predict_outputs(arrays, top, pad_to=self.fixed_batch)[0]
-
-    def classify(self, items: Iterable[InputItem], top: int, batch_size: int) -> Iterator[list[Classification]]:
-        """Results batch by batch, in input order; failed inputs carry their error."""
-        for output in self.classify_outputs(items, top, batch_size, pad_to=self.fixed_batch):
-            yield output.results
-
-    # --- batch jobs (issue 6): full probabilities, embeddings, shape-stable batches ------------
+        return load_for_model(path, self.spec.preprocess, exact_decode=self.exact_decode)
 
     @property
     def feature_dim(self) -> int:
@@ -152,15 +129,11 @@ class Classifier:
             )
         return layer
 
-    def predict_outputs(
-        self,
-        arrays: list["np.ndarray"],
-        top: int,
-        pad_to: int | None = None,
-        probabilities: bool = False,
-        features: bool = False,
-    ) -> tuple[list[tuple[Prediction, ...]], "np.ndarray | None", "np.ndarray | None"]:
-        """Top-k per array and, when asked, all probabilities and the embeddings (float32 NumPy).
+    def forward(
+        self, arrays: list["np.ndarray"], top: int, pad_to: int | None = None, features: bool = False
+    ) -> tuple["np.ndarray", "np.ndarray", "np.ndarray | None"]:
+        """Probabilities of every class (float32 [n, classes]), the indices of the `top` best
+        (torch.topk's order, ties included) and, when asked, the embeddings.
 
         With `pad_to`, the batch is padded with black images to that many rows: kernels pick
         their algorithm by batch size, so a fixed size makes every row's numbers independent of
@@ -183,62 +156,12 @@ class Classifier:
             with torch.inference_mode():
                 logits = self.model(batch)[:count]
                 probs = logits.float().softmax(dim=1)
-                values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
+                best = probs.topk(min(top, probs.shape[1]), dim=1).indices
                 embedding = captured[-1][:count].float().flatten(1).cpu().numpy() if features else None
         finally:
             if hook is not None:
                 hook.remove()
-        values, indices = values.cpu().tolist(), indices.cpu().tolist()
-        predictions = [
-            tuple(
-                Prediction(rank=r + 1, index=i, label=self.categories[i], probability=p)
-                for r, (p, i) in enumerate(zip(row_p, row_i))
-            )
-            for row_p, row_i in zip(values, indices)
-        ]
-        return predictions, (probs.cpu().numpy() if probabilities else None), embedding
-
-    def classify_outputs(
-        self,
-        items: Iterable[InputItem],
-        top: int,
-        batch_size: int,
-        probabilities: bool = False,
-        features: bool = False,
-        pad_to: int | None = None,
-    ) -> Iterator[BatchOutput]:
-        """Results batch by batch with the probabilities and embeddings asked for (NaN rows for
-        failed inputs); `pad_to` as in `predict_outputs`."""
-        for batch in prefetch_batches(items, self.prepare, batch_size, workers=self.decode_workers):
-            yield self._batch_output(batch, top, pad_to, probabilities, features)
-
-    def _batch_output(self, batch, top, pad_to, probabilities, features) -> BatchOutput:
-        import numpy as np
-
-        good = [loaded.value for loaded in batch if loaded.error is None]
-        predictions, probs, embedding = (
-            self.predict_outputs(good, top, pad_to, probabilities, features) if good else ([], None, None)
-        )
-        rows_ok = np.array([loaded.error is None for loaded in batch], dtype=bool)
-
-        def spread(values, width):
-            if values is None and not good:
-                values = np.zeros((0, width), dtype=np.float32)
-            full = np.full((len(batch), width), np.nan, dtype=np.float32)
-            full[rows_ok] = values
-            return full
-
-        predicted = iter(predictions)
-        return BatchOutput(
-            results=[
-                Classification(loaded.item.path, error=loaded.error)
-                if loaded.error
-                else Classification(loaded.item.path, next(predicted))
-                for loaded in batch
-            ],
-            probabilities=spread(probs, len(self.categories)) if probabilities else None,
-            features=spread(embedding, self.feature_dim) if features else None,
-        )
+        return probs.cpu().numpy(), best.cpu().numpy(), embedding
 
 
 def _num_outputs(model) -> int | None:
@@ -271,3 +194,15 @@ def _classifier_layer(model, num_classes: int):
         if isinstance(module, nn.Linear) and module.out_features == num_classes:
             last = module
     return last
+
+
+def feature_dim_without_weights(spec: ClassifierSpec, num_classes: int) -> int:
+    """The embedding width, from the architecture alone (built on the meta device: no memory)."""
+    import torch
+
+    with torch.device("meta"):
+        model = spec.build()
+    layer = _classifier_layer(model, num_classes)
+    if layer is None:
+        raise UsageProblem(f"--save-features: {spec.name} has no final Linear layer whose input is the embedding")
+    return layer.in_features

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -28,9 +28,7 @@ from torch.nn import functional as F
 
 from ptmcli.errors import WeightsInvalid
 from ptmcli.models.weights import check_keys, load_state_dict
-from ptmcli.pipeline.batching import prefetch_batches
 from ptmcli.pipeline.images import open_image
-from ptmcli.pipeline.inputs import InputItem
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,21 +180,6 @@ class Prepared:
     alpha: "np.ndarray | None"
 
 
-@dataclass(frozen=True)
-class Translation:
-    """The generator's output for one input (uint8 HWC RGB at the processed size), or why not."""
-
-    path: str
-    image: "np.ndarray | None" = None
-    source: "np.ndarray | None" = None  # the input as processed, for side-by-side views
-    alpha: "np.ndarray | None" = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
 def processed_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """Short side to `short_side` as torchvision's Resize(int) does; 0 keeps the size."""
     if short_side <= 0 or min(width, height) == short_side:
@@ -313,49 +296,37 @@ class Zebrafier:
             out = out.permute(0, 2, 3, 1).cpu().numpy()
         return list(out)
 
-    def run(self, items: Iterable[InputItem], batch_size: int) -> Iterator[list[Translation]]:
-        """Translations batch by batch, in input order; failed inputs carry their error."""
-        for batch in prefetch_batches(items, self.prepare, batch_size, group_key=lambda p: p.rgb.shape):
-            good = [loaded for loaded in batch if loaded.error is None]
-            outputs: dict = {}
-            if good:
-                try:
-                    images = self.translate([loaded.value.rgb for loaded in good])
-                    outputs = {id(loaded): image for loaded, image in zip(good, images)}
-                except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-                    if _too_large(exc) is None:
-                        raise
-                    outputs = {id(loaded): self._one_at_a_time(loaded) for loaded in good}
-            results = []
-            for loaded in batch:
-                value = outputs.get(id(loaded))
-                if loaded.error is not None:
-                    results.append(Translation(loaded.item.path, error=loaded.error))
-                elif isinstance(value, str):
-                    results.append(Translation(loaded.item.path, error=value))
-                else:
-                    results.append(Translation(loaded.item.path, image=value, source=loaded.value.rgb,
-                                               alpha=loaded.value.alpha))
-            yield results
+    def translate_each(self, prepared: list[Prepared], paths: list[str]) -> list["np.ndarray | str"]:
+        """Outputs of same-size inputs; for an input too large for the device, the message why.
 
-    def _one_at_a_time(self, loaded) -> "np.ndarray | str":
+        A batch that does not fit is retried one input at a time, so one huge photo costs only
+        itself.
+        """
+        try:
+            return self.translate([p.rgb for p in prepared])
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if _too_large(exc) is None:
+                raise
+        return [self._one_at_a_time(p, path) for p, path in zip(prepared, paths)]
+
+    def _one_at_a_time(self, prepared: Prepared, path: str) -> "np.ndarray | str":
         """After a batch was too large: this input alone, or the message why it cannot be done."""
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         try:
-            return self.translate([loaded.value.rgb])[0]
+            return self.translate([prepared.rgb])[0]
         except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
             problem = _too_large(exc)
             if problem is None:
                 raise
-            height, width = loaded.value.rgb.shape[:2]
+            height, width = prepared.rgb.shape[:2]
             where = {"cuda": "GPU", "cpu": "CPU"}.get(self.device.type, self.device.type.upper())
             fixes = "a smaller --size (e.g. --size 512)"
             if self.device.type != "cpu":
                 fixes += " or --device cpu"
             what = f"out of {where} memory" if problem == "memory" else f"too large for the {where}'s kernels"
             detail = f" ({exc})" if isinstance(exc, MemoryError) and str(exc) else ""
-            return f"{loaded.item.path}: {what} at {width}x{height}{detail}; try {fixes}"
+            return f"{path}: {what} at {width}x{height}{detail}; try {fixes}"
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()

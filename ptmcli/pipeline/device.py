@@ -76,3 +76,9 @@ def resolve_precision(name: str, device: "torch.device") -> "torch.dtype":
             )
         return torch.float16
     raise UsageProblem(f"--precision {name!r} is not a precision", [f"use {PRECISION_HELP}"])
+
+
+def resolve_device_and_precision(device: str, precision: str) -> tuple["torch.device", "torch.dtype"]:
+    """--device and --precision together: the one place every command and Ray actor asks."""
+    torch_device = resolve_device(device)
+    return torch_device, resolve_precision(precision, torch_device)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
-from ptmcli.errors import InputError
+from ptmcli.errors import InputError, NoInputs
 
 # Lower-cased; matched against the suffix in any case (.JPG, .Jpeg, ...).
 IMAGE_EXTENSIONS = frozenset(
@@ -34,27 +34,82 @@ def _walk_images(folder: Path) -> Iterator[Path]:
                 yield Path(root) / name
 
 
-def collect_inputs(args: Iterable[str], stdin: TextIO | None = None) -> Iterator[InputItem]:
-    """Expand files, folders (recursively) and `-` (paths from stdin, one a line) into items.
+EMPTY_FOLDER = "a folder with no images in it (searched recursively for image file extensions)"
 
-    Named files are kept whatever their extension (the content decides); folders contribute only
-    files with an image extension. Missing paths become items with an error, so they are reported
-    in order with the others.
-    """
+
+@dataclass(frozen=True)
+class KeyedInput:
+    """An input, its position in the whole input list (before --shard), its shard key, and the
+    folder argument it was found in (None for files named directly or on stdin)."""
+
+    position: int
+    item: InputItem
+    key: str
+    root: Path | None = None
+
+
+def _arguments(args: Iterable[str], stdin: TextIO | None) -> Iterator[str]:
+    """The arguments with `-` replaced by the lines of stdin (blank lines skipped)."""
     for arg in args:
         if arg == "-":
             for line in stdin if stdin is not None else sys.stdin:
                 line = line.rstrip("\r\n")
                 if line:
-                    yield from collect_inputs([line])
-            continue
-        path = Path(arg)
-        if path.is_dir():
-            yield from (InputItem(str(p)) for p in _walk_images(path))
-        elif path.exists():
-            yield InputItem(arg)
+                    yield line
         else:
-            yield InputItem(arg, error="no such file or directory")
+            yield arg
+
+
+def _expand(arg: str) -> Iterator[tuple[InputItem, str, Path | None]]:
+    """(item, shard key, folder) for one argument: a file, every image in a folder, or an error."""
+    path = Path(arg)
+    if path.is_dir():
+        found = False
+        for image in _walk_images(path):
+            found = True
+            # The key is relative to the folder named, so the same tree mounted elsewhere (or
+            # named through another relative path) splits into the same shards.
+            yield InputItem(str(image)), _normalise(os.path.relpath(image, path)), path
+        if not found:
+            yield InputItem(arg, error=EMPTY_FOLDER), _normalise(arg), None
+    elif path.exists():
+        yield InputItem(arg), _normalise(arg), None
+    else:
+        yield InputItem(arg, error="no such file or directory"), _normalise(arg), None
+
+
+def _normalise(path: str) -> str:
+    return Path(os.path.normpath(path)).as_posix()
+
+
+def collect(args: Iterable[str], stdin: TextIO | None = None) -> list[KeyedInput]:
+    """Expand files, folders (recursively, sorted) and `-` (paths from stdin, one a line).
+
+    Named files are kept whatever their extension (the content decides); folders contribute only
+    files with an image extension. A missing path, or a folder with no images, becomes an input
+    with an error, so it is reported in order with the others.
+    """
+    return [KeyedInput(position, item, key, root)
+            for position, (item, key, root) in enumerate(
+                found for arg in _arguments(args, stdin) for found in _expand(arg))]
+
+
+def collect_inputs(args: Iterable[str], stdin: TextIO | None = None) -> Iterator[InputItem]:
+    """The items of `collect`, without positions and keys."""
+    for arg in _arguments(args, stdin):
+        for item, _, _ in _expand(arg):
+            yield item
+
+
+def nothing_to_do(inputs: list[KeyedInput], verb: str) -> NoInputs | None:
+    """The error when no input is an image at all: empty folders are named, so the user sees which."""
+    if any(entry.item.error != EMPTY_FOLDER for entry in inputs):
+        return None
+    hint = ["name image files or folders that hold images, or - for stdin"]
+    if not inputs:
+        return NoInputs(f"no images to {verb}", hint)
+    names = ", ".join(entry.item.path for entry in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
+    return NoInputs(f"no images to {verb}: {names}: {EMPTY_FOLDER}", hint)
 
 
 def unreadable(path: str, exc: OSError) -> InputError:

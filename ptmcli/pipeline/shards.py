@@ -11,15 +11,11 @@ Torch-free: job scripts call this before any model is loaded.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Iterator, TextIO
 
 from ptmcli.errors import UsageProblem
-from ptmcli.pipeline.inputs import InputItem, collect_inputs
+from ptmcli.pipeline.inputs import KeyedInput
 
 
 @dataclass(frozen=True)
@@ -29,15 +25,6 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
-
-
-@dataclass(frozen=True)
-class KeyedInput:
-    """An input, its position in the whole (unsharded) input list, and its shard key."""
-
-    position: int
-    item: InputItem
-    key: str
 
 
 def parse_shard(text: str) -> Shard:
@@ -54,10 +41,6 @@ def parse_shard(text: str) -> Shard:
     return Shard(index, count)
 
 
-def _normalise(path: str) -> str:
-    return Path(os.path.normpath(path)).as_posix()
-
-
 def shard_key_hash(key: str) -> int:
     # blake2b, not hash(): Python salts str hashes per process, and every job must agree.
     digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
@@ -66,27 +49,6 @@ def shard_key_hash(key: str) -> int:
 
 def in_shard(key: str, shard: Shard | None) -> bool:
     return shard is None or shard_key_hash(key) % shard.count == shard.index - 1
-
-
-def _keyed(arg: str) -> Iterator[tuple[InputItem, str]]:
-    path = Path(arg)
-    for item in collect_inputs([arg]):
-        key = os.path.relpath(item.path, arg) if path.is_dir() else item.path
-        yield item, _normalise(key)
-
-
-def collect_keyed_inputs(args: Iterable[str], stdin: TextIO | None = None) -> list[KeyedInput]:
-    """The inputs `collect_inputs` gives, in the same order, each with its position and key."""
-    pairs: list[tuple[InputItem, str]] = []
-    for arg in args:
-        if arg == "-":
-            for line in stdin if stdin is not None else sys.stdin:
-                line = line.rstrip("\r\n")
-                if line:
-                    pairs.extend(_keyed(line))
-        else:
-            pairs.extend(_keyed(arg))
-    return [KeyedInput(position, item, key) for position, (item, key) in enumerate(pairs)]
 
 
 def select(inputs: list[KeyedInput], shard: Shard | None) -> list[KeyedInput]:

@@ -1,42 +1,27 @@
-"""Results -> Rich table | json | jsonl | csv | tsv on stdout; errors and progress on stderr.
+"""Classifications on stdout: a Rich table on a terminal, or tsv, csv, json, jsonl for programs.
 
-Every format writes rows as each batch finishes and flushes, so a run killed after 7,000 images
-has printed 7,000 results. Plain formats carry no colour codes or box drawing.
+A sink like the result files (`write(rows, batch)`, `close()`, `abort()`): every format writes rows
+as each batch finishes and flushes, so a run killed after 7,000 images has printed 7,000 results.
+Plain formats carry no colour codes or box drawing.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
-from contextlib import contextmanager
-from typing import Iterator, Sequence, TextIO
+from typing import Sequence, TextIO
 
-from ptmcli.results import Classification
-
-FORMATS = ("auto", "table", "json", "jsonl", "csv", "tsv")
-TEXT_COLUMNS = ("path", "status", "rank", "index", "label", "probability", "error")
+from ptmcli.results import BatchOutput, Classification
+from ptmcli.sinks.formats import csv_writer, pick
+from ptmcli.sinks.records import PREDICTION_COLUMNS, json_record, prediction_fields
 
 
 def pick_format(requested: str, stream: TextIO) -> str:
-    """`auto`: a table for people at a terminal, tsv for pipes and files."""
-    if requested != "auto":
-        return requested
-    return "table" if _isatty(stream) else "tsv"
+    """Classifications in a pipe are tsv rows: `auto` and `text` mean tsv here."""
+    return pick(requested, stream, plain="tsv")
 
 
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _round(p: float) -> float:
-    return float(f"{p:.6g}")
-
-
-class ClassificationWriter:
+class ConsoleSink:
     """Streams classifications in one format. `with_errors` adds a row per failed input."""
 
     def __init__(self, fmt: str, stream: TextIO | None = None, with_errors: bool = False):
@@ -44,46 +29,48 @@ class ClassificationWriter:
         self.fmt = pick_format(fmt, self.stream)
         self.with_errors = with_errors
         self._started = False
-        self._csv = None
-        if self.fmt in ("csv", "tsv"):
-            self._csv = csv.writer(self.stream, dialect="excel" if self.fmt == "csv" else "excel-tab",
-                                   lineterminator="\n")
+        self._csv = csv_writer(self.stream, self.fmt) if self.fmt in ("csv", "tsv") else None
 
-    def write(self, batch: Sequence[Classification]) -> None:
-        rows = [r for r in batch if r.ok or self.with_errors]
+    def write(self, rows: Sequence[int], batch: BatchOutput) -> None:
+        shown = [r for r in batch.results if r.ok or self.with_errors]
         if self.fmt == "table":
-            self._table(rows)
+            self._table(shown)
         elif self.fmt == "jsonl":
-            for r in rows:
-                self.stream.write(json.dumps(_rounded(r.to_dict()), ensure_ascii=False) + "\n")
+            for r in shown:
+                self.stream.write(json.dumps(json_record(r), ensure_ascii=False) + "\n")
         elif self.fmt == "json":
-            for r in rows:
+            for r in shown:
                 self.stream.write(("[\n  " if not self._started else ",\n  ")
-                                  + json.dumps(_rounded(r.to_dict()), ensure_ascii=False))
+                                  + json.dumps(json_record(r), ensure_ascii=False))
                 self._started = True
         else:
             if not self._started:
-                self._csv.writerow(TEXT_COLUMNS)
+                self._csv.writerow(PREDICTION_COLUMNS)
                 self._started = True
-            for r in rows:
-                if not r.ok:
-                    self._csv.writerow([r.path, "error", "", "", "", "", r.error])
-                for p in r.predictions:
-                    self._csv.writerow([r.path, "ok", p.rank, p.index, p.label, f"{p.probability:.6f}", ""])
+            for r in shown:
+                self._csv.writerows(prediction_fields(r))
         self.stream.flush()
 
     def close(self) -> None:
         if self.fmt == "json":
             self.stream.write("\n]\n" if self._started else "[]\n")
         elif self.fmt in ("csv", "tsv") and not self._started:
-            self._csv.writerow(TEXT_COLUMNS)
+            self._csv.writerow(PREDICTION_COLUMNS)
         self.stream.flush()
+
+    def abort(self) -> None:
+        """Interrupted: what was printed stays printed; a JSON list is still closed, so it parses."""
+        try:
+            self.close()
+        except (OSError, ValueError):
+            pass  # stdout is gone (a closed pipe): nothing more to say there
 
     def _table(self, rows: Sequence[Classification]) -> None:
         if not rows:
             return
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(show_lines=False, header_style="bold")
         table.add_column("file", overflow="fold")
@@ -93,76 +80,12 @@ class ClassificationWriter:
         table.add_column("class", justify="right", style="dim")
         for r in rows:
             if not r.ok:
-                table.add_row(r.path, "", f"[red]error: {r.error}[/red]", "", "")
+                table.add_row(Text(r.path), "", Text(f"error: {r.error}", style="red"), "", "")
                 continue
             for p in r.predictions:
-                table.add_row(r.path if p.rank == 1 else "", str(p.rank), p.label,
+                table.add_row(Text(r.path) if p.rank == 1 else "", str(p.rank), Text(p.label),
                               f"{100 * p.probability:.2f}%", str(p.index), end_section=p is r.predictions[-1])
         Console(file=self.stream).print(table)
-
-
-def _rounded(d: dict) -> dict:
-    if "predictions" in d:
-        d["predictions"] = [{**p, "probability": _round(p["probability"])} for p in d["predictions"]]
-    return d
-
-
-def error_line(message: str, stream: TextIO | None = None) -> None:
-    """One line on stderr per failed input: `ptm: <path>: <reason>`."""
-    stream = stream or sys.stderr
-    stream.write(f"ptm: {message}\n")
-    stream.flush()
-
-
-@contextmanager
-def progress(total: int | None, description: str, stream: TextIO | None = None,
-             stdout_free: bool = False) -> Iterator:
-    """A Rich progress bar on stderr for long runs; else a no-op.
-
-    Shown only when stderr is a terminal and results are not being printed to that terminal too
-    (`stdout_free`, or stdout redirected): a live bar and a table on one screen garble each other,
-    and results scrolling by already show progress.
-    """
-    stream = stream or sys.stderr
-    if not _isatty(stream) or (total is not None and total < 2) or (_isatty(sys.stdout) and not stdout_free):
-        yield lambda n=1: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=Console(file=stream), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
-
-
-@contextmanager
-def transfer_progress(description: str, stream: TextIO | None = None) -> Iterator:
-    """A download bar on stderr (terminal only), started by the first byte: finding a file that is
-    already here shows nothing. The callback takes (bytes so far, total or None)."""
-    stream = stream or sys.stderr
-    if not _isatty(stream):
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   console=Console(file=stream), transient=True)
-    task = None
-
-    def update(done: int, total: int | None) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task(description, total=total)
-        bar.update(task, completed=done, total=total)
-
-    try:
-        yield update
-    finally:
-        if task is not None:
-            bar.stop()
 
 
 def render_models(rows: Sequence[tuple], fmt: str, stream: TextIO | None = None) -> None:
@@ -202,7 +125,7 @@ def render_models(rows: Sequence[tuple], fmt: str, stream: TextIO | None = None)
         else:
             stream.writelines(json.dumps(r) + "\n" for r in records)
     else:
-        writer = csv.writer(stream, dialect="excel" if fmt == "csv" else "excel-tab", lineterminator="\n")
+        writer = csv_writer(stream, fmt)
         writer.writerow(records[0].keys() if records else ["name"])
         writer.writerows([["" if v is None else v for v in r.values()] for r in records])
     stream.flush()

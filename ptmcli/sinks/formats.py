@@ -37,12 +37,16 @@ def isatty(stream: TextIO) -> bool:
         return False
 
 
-def pick(requested: "Format | str", stream: TextIO) -> str:
-    """The concrete format for `stream`: `auto` becomes `table` on a terminal, else `text`."""
+def pick(requested: "Format | str", stream: TextIO, plain: str = "text") -> str:
+    """The concrete format for `stream`: `auto` becomes `table` on a terminal, else plain text.
+
+    `plain` names what plain text is for this output, when a command's plain text is one of the
+    delimited formats (classify's rows are tsv): `text` then means the same thing.
+    """
     name = requested.value if isinstance(requested, Format) else str(requested)
-    if name != "auto":
-        return name
-    return "table" if isatty(stream) else "text"
+    if name == "auto":
+        name = "table" if isatty(stream) else "text"
+    return plain if name == "text" else name
 
 
 def csv_writer(stream: TextIO, fmt: str):

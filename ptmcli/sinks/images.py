@@ -16,14 +16,18 @@ from typing import TYPE_CHECKING, Sequence
 from ptmcli.errors import OutputExists, UsageProblem
 
 if TYPE_CHECKING:
+    from typing import TextIO
+
     import numpy as np
     from PIL import Image
 
     from ptmcli.pipeline.inputs import InputItem
+    from ptmcli.results import Translation
 
 # Lower-cased suffix -> Pillow format name.
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 NAME_FIELDS = ("stem", "ext")
+DEFAULT_NAME = "{stem}_zebra.png"
 _SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {}}
 
 
@@ -94,7 +98,7 @@ def plan_outputs(
 
 def _refuse_collisions(inputs: Sequence[tuple["InputItem", Path | None]], planned: list[Path]) -> None:
     keys = [os.path.abspath(p) for p in planned]
-    for (item, _), key, path in zip(inputs, keys, planned):
+    for (item, _), key in zip(inputs, keys):
         if key == os.path.abspath(item.path):
             raise UsageProblem(f"{item.path} would be overwritten by its own output",
                                ["choose another -o, or another --name"])
@@ -153,3 +157,26 @@ def write_image(image: "Image.Image", path: Path, fmt: str, replace: bool = Fals
             os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+class ImageSink:
+    """Writes each translation to its planned path and names it on stdout: `input<TAB>output`."""
+
+    def __init__(self, stream: "TextIO", side_by_side: bool = False, replace: bool = False):
+        self.stream = stream
+        self.side_by_side = side_by_side
+        self.replace = replace
+
+    def write(self, result: "Translation", target: Path) -> str | None:
+        """None when written, else the one-line reason it was not (the run goes on)."""
+        fmt = output_format(target)
+        picture = compose(result.image, fmt, result.source if self.side_by_side else None, result.alpha)
+        try:
+            write_image(picture, target, fmt, replace=self.replace)
+        except OutputExists as exc:
+            return f"{result.path}: output {exc.message} (pass --force to replace it)"
+        except OSError as exc:
+            return f"{result.path}: cannot write {target}: {exc.strerror or exc}"
+        self.stream.write(f"{result.path}\t{target}\n")
+        self.stream.flush()
+        return None

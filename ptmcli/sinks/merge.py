@@ -12,20 +12,10 @@ import contextlib
 from pathlib import Path
 
 from ptmcli.errors import NoInputs, OutputExists, OutputUnwritable, UsageProblem
-from ptmcli.sinks.resultfiles import (
-    PENDING,
-    MergePlan,
-    _atomic_write_text,
-    _describe_h5,
-    _mismatch,
-    _open_h5,
-    _read_info,
-    _serialize,
-    check_output,
-    output_kind,
-    read_text_records,
-    write_final,
-)
+from ptmcli.pipeline.shards import parse_shard
+from ptmcli.sinks.hdf5_results import MergePlan, describe_file, mismatches, open_h5, read_info, write_final
+from ptmcli.sinks.resultfile import PENDING, check_output, output_kind
+from ptmcli.sinks.text_results import atomic_write_text, read_text_records, serialize
 
 
 def merge_results(sources: list[Path], dest: Path, partial: bool = False, force: bool = False) -> None:
@@ -52,24 +42,24 @@ def merge_results(sources: list[Path], dest: Path, partial: bool = False, force:
         _merge_text(sources, dest, kind)
 
 
-def _parse_shard(text: str) -> tuple[int, int] | None:
+def _shard_of(text: str) -> tuple[int, int] | None:
     if not text:
         return None
-    index, count = text.split("/")
-    return int(index), int(count)
+    shard = parse_shard(text)
+    return shard.index, shard.count
 
 
 def _merge_hdf5(sources: list[Path], dest: Path, partial: bool) -> None:
     import numpy as np
 
     with contextlib.ExitStack() as stack:
-        files = [stack.enter_context(_open_h5(s, "r")) for s in sources]
+        files = [stack.enter_context(open_h5(s, "r")) for s in sources]
         for f, source in zip(files, sources):
-            _read_info(f, source)
-        base = _describe_h5(files[0])
+            read_info(f, source)
+        base = describe_file(files[0])
         totals = {int(f.attrs["inputs_total"]) for f in files}
         for f, source in zip(files[1:], sources[1:]):
-            problems = _mismatch(_describe_h5(f), base)
+            problems = mismatches(describe_file(f), base)
             if problems:
                 raise OutputUnwritable(f"{source} was made differently from {sources[0]}",
                                        [p.replace("this run", str(sources[0])) for p in problems])
@@ -79,7 +69,7 @@ def _merge_hdf5(sources: list[Path], dest: Path, partial: bool) -> None:
                                    ["run every shard over the same inputs"])
         total = totals.pop()
 
-        shards = [_parse_shard(str(f.attrs.get("shard", ""))) for f in files]
+        shards = [_shard_of(str(f.attrs.get("shard", ""))) for f in files]
         if len(files) > 1 and None in shards:
             lone = sources[shards.index(None)]
             raise OutputUnwritable(f"{lone} is not a shard (it was made without --shard)")
@@ -144,8 +134,8 @@ def _merge_text(sources: list[Path], dest: Path, fmt: str) -> None:
             raise OutputUnwritable(f"input {a} appears more than once",
                                    ["merge each shard once; an interrupted shard is put in order by --resume"])
     lines = [] if fmt == "jsonl" else [header + "\n"]
-    lines += [_serialize(fmt, record) for _, record in records]
-    _atomic_write_text(dest, "".join(lines))
+    lines += [serialize(fmt, record) for _, record in records]
+    atomic_write_text(dest, "".join(lines))
 
 
 def _position(fmt: str, record) -> int:

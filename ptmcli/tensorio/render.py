@@ -11,7 +11,7 @@ import math
 import sys
 from typing import Any, Sequence, TextIO
 
-from ptmcli.sinks.console import _isatty
+from ptmcli.sinks.formats import isatty as _isatty
 
 INSPECT_FORMATS = ("auto", "table", "text", "json")
 

@@ -1,36 +1,49 @@
-"""Ways to run a classifier over many inputs: in this process (`local`) or on a Ray cluster (`ray`).
+"""Where the work runs: in this process (`local`) or on a Ray cluster (`ray`).
 
-Both take the work as (row, input) pairs and yield (rows, BatchOutput) as batches finish, so the
-same result files and stdout writers serve both.
+Both take the work as (row, input) pairs and yield (rows, BatchOutput) in input order as batches
+finish, so the same sinks serve both. `--runtime` (what computes a forward pass) is independent.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
+
+from ptmcli.errors import UsageProblem
 
 if TYPE_CHECKING:
-    from ptmcli.models.classifier import Classifier
     from ptmcli.pipeline.inputs import InputItem
+    from ptmcli.pipeline.loading import ClassifierChoice
     from ptmcli.results import BatchOutput
 
 ENGINES = ("local", "ray")
 
 
-def classify_local(
-    classifier: "Classifier",
-    work: Sequence[tuple[int, "InputItem"]],
-    top: int,
-    batch_size: int,
-    probabilities: bool = False,
-    features: bool = False,
-) -> Iterator[tuple[list[int], "BatchOutput"]]:
-    rows = [row for row, _ in work]
-    cursor = 0
-    # Every pass padded to batch_size: rows then do not depend on their batch-mates, so resumed
-    # and sharded runs equal an uninterrupted one bit for bit.
-    outputs = classifier.classify_outputs((item for _, item in work), top, batch_size, probabilities, features,
-                                          pad_to=batch_size)
-    for output in outputs:
-        count = len(output.results)
-        yield rows[cursor:cursor + count], output
-        cursor += count
+class Engine(Protocol):
+    categories: list[str]
+
+    def feature_dim(self) -> int: ...
+
+    def run(self, work: Sequence[tuple[int, "InputItem"]], *, top: int, batch_size: int, pad_to: int,
+            probabilities: bool, features: bool, fail_fast: bool) -> Iterator[tuple[list[int], "BatchOutput"]]: ...
+
+
+def check_engine(name: str, actors: int | None) -> None:
+    """Refuse a bad --engine before any work (Ray missing included)."""
+    if name not in ENGINES:
+        raise UsageProblem(f"--engine {name!r} is not an engine", [f"use one of: {', '.join(ENGINES)}"])
+    if actors is not None and name != "ray":
+        raise UsageProblem("--actors is for --engine ray")
+    if name == "ray":
+        from ptmcli.pipeline.engines.ray_engine import import_ray
+
+        import_ray()
+
+
+def open_engine(name: str, choice: "ClassifierChoice", actors: int | None = None) -> Engine:
+    if name == "ray":
+        from ptmcli.pipeline.engines.ray_engine import RayEngine
+
+        return RayEngine(choice, actors)
+    from ptmcli.pipeline.engines.local import LocalEngine
+
+    return LocalEngine(choice)

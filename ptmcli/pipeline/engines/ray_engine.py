@@ -14,23 +14,20 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ptmcli.errors import PtmError, UsageProblem
+from ptmcli.pipeline.classification import classify_batches
+from ptmcli.pipeline.loading import ClassifierChoice, load_classifier
 
 if TYPE_CHECKING:
     from ptmcli.pipeline.inputs import InputItem
     from ptmcli.results import BatchOutput
 
 
-def ray_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("ray") is not None
-
-
-def _import_ray():
+def import_ray():
     try:
         import ray
         import ray.data
@@ -45,107 +42,104 @@ def _import_ray():
 class ClassifyActor:
     """One model per actor, loaded once; called with batches of input paths."""
 
-    def __init__(self, model: str, weights: str, device: str, top: int, batch_size: int,
-                 probabilities: bool, features: bool, precision: str = "fp32", fast_decode: bool = True):
-        from ptmcli.models.classifier import Classifier
-        from ptmcli.models.registry import get_classifier
-        from ptmcli.pipeline.device import resolve_device, resolve_precision
-
-        if not Path(weights).is_file():
-            raise FileNotFoundError(f"weights file {weights} is not on Ray worker node (needs a shared path)")
-        torch_device = resolve_device(device)
-        self.classifier = Classifier(get_classifier(model), Path(weights), torch_device,
-                                     resolve_precision(precision, torch_device), fast_decode=fast_decode)
-        self.top, self.batch_size = top, batch_size
-        self.probabilities, self.features = probabilities, features
+    def __init__(self, choice: ClassifierChoice, top: int, batch_size: int, pad_to: int,
+                 probabilities: bool, features: bool, fail_fast: bool):
+        if not Path(choice.weights_path).is_file():
+            raise FileNotFoundError(f"weights file {choice.weights_path} is not on this Ray worker node "
+                                    "(it needs a shared path)")
+        self.classifier = load_classifier(choice)
+        self.options = dict(top=top, batch_size=batch_size, pad_to=pad_to, probabilities=probabilities,
+                            features=features, fail_fast=fail_fast)
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
         from ptmcli.pipeline.inputs import InputItem
 
-        items = [InputItem(str(path), error=str(error) or None)
-                 for path, error in zip(batch["path"], batch["input_error"])]
-        outputs = list(self.classifier.classify_outputs(
-            items, self.top, self.batch_size, self.probabilities, self.features, pad_to=self.batch_size
-        ))
-        results = [r for output in outputs for r in output.results]
-        k = min(self.top, len(self.classifier.categories))
+        work = [(int(row), InputItem(str(path), error=str(error) or None))
+                for row, path, error in zip(batch["row"], batch["path"], batch["input_error"])]
+        outputs = list(classify_batches(self.classifier, work, **self.options))
+        rows = [row for local_rows, _ in outputs for row in local_rows]
+        results = [r for _, output in outputs for r in output.results]
+        k = min(self.options["top"], len(self.classifier.categories))
         top_index = np.full((len(results), k), -1, dtype=np.int32)
         top_probability = np.full((len(results), k), np.nan, dtype=np.float32)
         for i, result in enumerate(results):
             for j, p in enumerate(result.predictions):
                 top_index[i, j], top_probability[i, j] = p.index, p.probability
         columns = {
-            "row": np.asarray(batch["row"], dtype=np.int64),
+            "row": np.asarray(rows, dtype=np.int64),
             "error": np.array([r.error or "" for r in results], dtype=object),
             "top_index": top_index,
             "top_probability": top_probability,
         }
-        if self.probabilities:
-            columns["probabilities"] = np.concatenate([o.probabilities for o in outputs])
-        if self.features:
-            columns["features"] = np.concatenate([o.features for o in outputs])
+        if self.options["probabilities"]:
+            columns["probabilities"] = np.concatenate([o.probabilities for _, o in outputs])
+        if self.options["features"]:
+            columns["features"] = np.concatenate([o.features for _, o in outputs])
         return columns
 
 
-def classify_ray(
-    model: str,
-    weights: Path,
-    device: str,
-    work: Sequence[tuple[int, "InputItem"]],
-    categories: Sequence[str],
-    top: int,
-    batch_size: int,
-    probabilities: bool = False,
-    features: bool = False,
-    actors: int | None = None,
-    precision: str = "fp32",
-    fast_decode: bool = True,
-) -> Iterator[tuple[list[int], "BatchOutput"]]:
-    """Classify `work` ((row, input) pairs) on Ray; yields (rows, BatchOutput) in input order.
+class RayEngine:
+    """Classify on Ray; yields (rows, BatchOutput) in input order.
 
-    Ray is started (or joined) now, not at the first batch, so its signal handlers are in place
+    Ray is started (or joined) here, before the first batch, so its signal handlers are in place
     before the caller installs its own.
     """
-    ray = _import_ray()
-    if not work:
-        return iter(())
-    if not ray.is_initialized():
-        ray.init(logging_level=logging.WARNING, include_dashboard=False,
-                 log_to_driver=sys.stderr.isatty())
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    resources = ray.cluster_resources()
-    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-    device = device.strip().lower()
-    if device == "auto":
-        device = "cuda" if gpus else "cpu"
-    on_gpu = device.startswith("cuda")
-    if on_gpu and not gpus:
-        raise UsageProblem(f"--device {device}: the Ray cluster has no GPUs",
-                           ["use --device cpu, or add GPU nodes to the cluster"])
-    if on_gpu:
-        device = "cuda"  # Ray gives each actor its own GPU as cuda:0 (CUDA_VISIBLE_DEVICES)
-    size = actors or (gpus if on_gpu else max(1, cpus // 2))
 
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
+    def __init__(self, choice: ClassifierChoice, actors: int | None = None):
+        from ptmcli.models.registry import get_classifier
 
-    dataset = ray.data.from_items(
-        [{"row": row, "path": item.path, "input_error": item.error or ""} for row, item in work]
-    )
-    classified = dataset.map_batches(
-        ClassifyActor,
-        fn_constructor_kwargs=dict(model=model, weights=str(weights), device=device, top=top,
-                                   batch_size=batch_size, probabilities=probabilities, features=features,
-                                   precision=precision, fast_decode=fast_decode),
-        batch_size=batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=size),
-        num_gpus=1 if on_gpu else 0,
-        num_cpus=1,
-    )
-    return _stream(ray, classified, {row: item.path for row, item in work}, categories)
+        self.ray = import_ray()
+        self.choice = choice
+        self.actors = actors
+        self.spec = get_classifier(choice.model)
+        self.categories = self.spec.categories()
+        if not self.ray.is_initialized():
+            self.ray.init(logging_level=logging.WARNING, include_dashboard=False,
+                          log_to_driver=sys.stderr.isatty())
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+    def feature_dim(self) -> int:
+        from ptmcli.models.classifier import feature_dim_without_weights
+
+        return feature_dim_without_weights(self.spec, len(self.categories))
+
+    def run(self, work: Sequence[tuple[int, "InputItem"]], *, top: int, batch_size: int, pad_to: int,
+            probabilities: bool, features: bool, fail_fast: bool) -> Iterator[tuple[list[int], "BatchOutput"]]:
+        if not work:
+            return (nothing for nothing in ())
+        ray = self.ray
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+        device = self.choice.device.strip().lower()
+        if device == "auto":
+            device = "cuda" if gpus else "cpu"
+        on_gpu = device.startswith("cuda")
+        if on_gpu and not gpus:
+            raise UsageProblem(f"--device {device}: the Ray cluster has no GPUs",
+                               ["use --device cpu, or add GPU nodes to the cluster"])
+        if on_gpu:
+            device = "cuda"  # Ray gives each actor its own GPU as cuda:0 (CUDA_VISIBLE_DEVICES)
+        size = self.actors or (gpus if on_gpu else max(1, cpus // 2))
+
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        dataset = ray.data.from_items(
+            [{"row": row, "path": item.path, "input_error": item.error or ""} for row, item in work]
+        )
+        classified = dataset.map_batches(
+            ClassifyActor,
+            fn_constructor_kwargs=dict(choice=replace(self.choice, device=device), top=top, batch_size=batch_size,
+                                       pad_to=pad_to, probabilities=probabilities, features=features,
+                                       fail_fast=fail_fast),
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=size),
+            num_gpus=1 if on_gpu else 0,
+            num_cpus=1,
+        )
+        return _stream(ray, classified, {row: item.path for row, item in work}, self.categories)
 
 
 def _stream(ray, classified, paths: dict, categories: Sequence[str]) -> Iterator[tuple[list[int], "BatchOutput"]]:

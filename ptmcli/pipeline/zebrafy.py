@@ -1,0 +1,141 @@
+"""`ptm zebrafy`: options -> inputs -> output plan -> decoded batches -> generator -> image sink.
+
+Every output path is planned (and a bad `-o` or a name collision refused) before a model is
+loaded. Same-size inputs share a forward pass; a batch that does not fit the device is retried
+one input at a time.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Sequence, TextIO
+
+from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, OutputExists, UsageProblem
+from ptmcli.models.registry import DEFAULT_GENERATOR
+from ptmcli.pipeline.batching import prefetch_batches
+from ptmcli.pipeline.classification import until_first_failure
+from ptmcli.pipeline.inputs import InputItem
+from ptmcli.results import Translation
+from ptmcli.sinks.images import DEFAULT_NAME
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ptmcli.models.cyclegan import Zebrafier
+
+@dataclass(frozen=True, kw_only=True)
+class ZebrafyOptions:
+    paths: tuple[str, ...]
+    output: str
+    size: int = 256
+    name: str = DEFAULT_NAME
+    model: str = DEFAULT_GENERATOR
+    weights: str | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    compile: bool = False
+    batch_size: int = 4
+    side_by_side: bool = False
+    force: bool = False
+    skip_existing: bool = False
+    offline: bool = False
+    fail_fast: bool = False
+
+
+def plan(options: ZebrafyOptions, stdin: TextIO | None) -> list[tuple[InputItem, "Path"]]:
+    """(input, output path) for every input to compute; torch-free, so mistakes surface at once."""
+    from ptmcli.pipeline.inputs import collect, nothing_to_do
+    from ptmcli.sinks.images import plan_outputs
+
+    if options.force and options.skip_existing:
+        raise UsageProblem("--force and --skip-existing contradict each other", ["pick one"])
+    inputs = collect(options.paths, stdin)
+    problem = nothing_to_do(inputs, "zebrafy")
+    if problem is not None:
+        raise problem
+    targets = plan_outputs([(entry.item, entry.root) for entry in inputs], options.output, options.name)
+    jobs: list[tuple[InputItem, Path]] = []
+    for entry, target in zip(inputs, targets):
+        item = entry.item
+        if not options.force and item.error is None and target.exists():
+            if options.skip_existing:
+                continue
+            if len(inputs) == 1:
+                raise OutputExists(f"{target} exists", ["pass --force to replace it"])
+            item = InputItem(item.path, error=f"output {target} exists (pass --force to replace it)")
+        jobs.append((item, target))
+    return jobs
+
+
+def translate_batches(zebra: "Zebrafier", items: Sequence[InputItem], batch_size: int,
+                      fail_fast: bool = False) -> Iterator[list[Translation]]:
+    """Translations batch by batch, in input order; failed inputs carry their error. With
+    `fail_fast`, nothing after the first failed input is computed."""
+    batches = prefetch_batches(items, zebra.prepare, batch_size, group_key=lambda p: p.rgb.shape)
+    try:
+        for batch in batches:
+            failed = any(loaded.error is not None for loaded in batch)
+            if fail_fast and failed:
+                batch = until_first_failure(batch)
+            good = [loaded for loaded in batch if loaded.error is None]
+            outputs = zebra.translate_each([g.value for g in good], [g.item.path for g in good]) if good else []
+            by_id = {id(loaded): value for loaded, value in zip(good, outputs)}
+            results = []
+            for loaded in batch:
+                value = by_id.get(id(loaded))
+                if loaded.error is not None:
+                    results.append(Translation(loaded.item.path, error=loaded.error))
+                elif isinstance(value, str):
+                    results.append(Translation(loaded.item.path, error=value))
+                else:
+                    results.append(Translation(loaded.item.path, image=value, source=loaded.value.rgb,
+                                               alpha=loaded.value.alpha))
+            yield results
+            if fail_fast and failed:
+                return
+    finally:
+        batches.close()
+
+
+def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    """Zebrafy every input; returns the exit code (0, 1 some failed, 128+N stopped by signal N)."""
+    from ptmcli import startup
+    from ptmcli.models.cyclegan import Zebrafier
+    from ptmcli.models.registry import get_generator_weights
+    from ptmcli.pipeline.device import resolve_device_and_precision
+    from ptmcli.pipeline.loading import locate_weights
+    from ptmcli.pipeline.signals import StopOnSignal
+    from ptmcli.sinks.images import ImageSink
+    from ptmcli.sinks.progress import error_line, progress
+
+    jobs = plan(options, stdin)
+    weight = get_generator_weights(options.model)
+    device, dtype = resolve_device_and_precision(options.device, options.precision)
+    weights_path = locate_weights(weight, options.weights, options.offline)
+    zebra = Zebrafier(weights_path, device, short_side=options.size, label=f"the {weight.name} generator",
+                      dtype=dtype, compile=options.compile)
+    startup.loaded()
+
+    sink = ImageSink(stdout or sys.stdout, side_by_side=options.side_by_side, replace=options.force)
+    failed = 0
+    targets = iter([target for _, target in jobs])
+    with StopOnSignal() as stop:
+        batches = translate_batches(zebra, [item for item, _ in jobs], options.batch_size, options.fail_fast)
+        with progress(len(jobs), "zebrafying") as advance:
+            for batch in batches:
+                for result in batch:
+                    target = next(targets)
+                    problem = sink.write(result, target) if result.ok else result.error
+                    if problem is not None:
+                        error_line(problem)
+                        failed += 1
+                    advance(1)
+                    if failed and options.fail_fast:
+                        break
+                if stop.requested or (failed and options.fail_fast):
+                    break
+            batches.close()
+    if stop.requested:
+        return stop.exit_code
+    return EXIT_SOME_FAILED if failed else EXIT_OK
