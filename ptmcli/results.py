@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,15 +32,6 @@ class Classification:
     @property
     def status(self) -> str:
         return "ok" if self.ok else "error"
-
-    def to_dict(self) -> dict:
-        if not self.ok:
-            return {"path": self.path, "status": "error", "error": self.error}
-        return {
-            "path": self.path,
-            "status": "ok",
-            "predictions": [asdict(p) for p in self.predictions],
-        }
 
 
 @dataclass(frozen=True)

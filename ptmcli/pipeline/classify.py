@@ -112,6 +112,7 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
         shard=str(checked.shard) if checked.shard else "",
         inputs_total=len(inputs),
         ptm_version=__version__,
+        device=engine.device,
     )
     startup.loaded()
 

@@ -19,7 +19,7 @@ def resolve_device(name: str) -> "torch.device":
     name = name.strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")

@@ -62,12 +62,14 @@ class RunInfo:
     shard: str = ""  # "K/N", or "" for a run over all inputs
     inputs_total: int = 0
     ptm_version: str = ""
+    device: str = ""  # where the numbers were computed ("cpu", "cuda:0"): for people, never checked
 
     def attrs(self) -> dict:
         return {
             "ptm_format": FORMAT_NAME,
             "ptm_format_version": FORMAT_VERSION,
             "ptm_version": self.ptm_version,
+            "device": self.device,
             "model": self.model,
             "weights_file": self.weights_file,
             "weights_sha256": self.weights_sha256,

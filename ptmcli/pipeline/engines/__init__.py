@@ -20,6 +20,7 @@ ENGINES = ("local", "ray")
 
 class Engine(Protocol):
     categories: list[str]
+    device: str  # where forward passes run, as torch names it ("cpu", "cuda:0"; "cuda" on Ray)
 
     def feature_dim(self) -> int: ...
 

@@ -16,6 +16,7 @@ class LocalEngine:
     def __init__(self, choice: ClassifierChoice):
         self.classifier = load_classifier(choice)
         self.categories = self.classifier.categories
+        self.device = str(self.classifier.device)
 
     def feature_dim(self) -> int:
         return self.classifier.feature_dim

@@ -99,6 +99,17 @@ class RayEngine:
             self.ray.init(logging_level=logging.WARNING, include_dashboard=False,
                           log_to_driver=sys.stderr.isatty())
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        resources = self.ray.cluster_resources()
+        self.gpus, self.cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+        device = choice.device.strip().lower()
+        if device == "auto":
+            device = "cuda" if self.gpus else "cpu"
+        if device.startswith("cuda"):
+            if not self.gpus:
+                raise UsageProblem(f"--device {device}: the Ray cluster has no GPUs",
+                                   ["use --device cpu, or add GPU nodes to the cluster"])
+            device = "cuda"  # Ray gives each actor its own GPU as cuda:0 (CUDA_VISIBLE_DEVICES)
+        self.device = device
 
     def feature_dim(self) -> int:
         from ptmcli.models.classifier import feature_dim_without_weights
@@ -110,18 +121,8 @@ class RayEngine:
         if not work:
             return (nothing for nothing in ())
         ray = self.ray
-        resources = ray.cluster_resources()
-        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        device = self.choice.device.strip().lower()
-        if device == "auto":
-            device = "cuda" if gpus else "cpu"
-        on_gpu = device.startswith("cuda")
-        if on_gpu and not gpus:
-            raise UsageProblem(f"--device {device}: the Ray cluster has no GPUs",
-                               ["use --device cpu, or add GPU nodes to the cluster"])
-        if on_gpu:
-            device = "cuda"  # Ray gives each actor its own GPU as cuda:0 (CUDA_VISIBLE_DEVICES)
-        size = self.actors or (gpus if on_gpu else max(1, cpus // 2))
+        on_gpu = self.device == "cuda"
+        size = self.actors or (self.gpus if on_gpu else max(1, self.cpus // 2))
 
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -130,7 +131,7 @@ class RayEngine:
         )
         classified = dataset.map_batches(
             ClassifyActor,
-            fn_constructor_kwargs=dict(choice=replace(self.choice, device=device), top=top, batch_size=batch_size,
+            fn_constructor_kwargs=dict(choice=replace(self.choice, device=self.device), top=top, batch_size=batch_size,
                                        pad_to=pad_to, probabilities=probabilities, features=features,
                                        fail_fast=fail_fast),
             batch_size=batch_size,
