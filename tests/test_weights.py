@@ -13,7 +13,7 @@ from zebra_helpers import save_generator
 
 from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
 from ptmcli.models import weights
-from ptmcli.models.registry import GENERATOR_WEIGHTS, WeightFile, get_weight_file, known_weight_files
+from ptmcli.models.registry import TRANSLATE, WeightFile, get_weight_file, known_weight_files, model_names
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: several read chunks
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -172,7 +172,8 @@ def test_registry_knows_both_horse2zebra_files():
     resnet = get_weight_file("resnet101")
     assert weights.download_destination(resnet).parent == weights.torch_hub_checkpoints()
     names = {w.name for w in known_weight_files()}
-    assert {"resnet101", "efficientnet_lite0", *GENERATOR_WEIGHTS} <= names
+    assert {"resnet101", "efficientnet_lite0", *model_names(TRANSLATE)} <= names
+    assert set(model_names(TRANSLATE)) == {"horse2zebra", "horse2zebra_cyclegan"}
 
 
 def test_missing_generator_hint_names_the_fetch_command():

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from ptmcli.errors import WeightsInvalid
-from ptmcli.models import weights
+from ptmcli.models import checkpoints, weights
 from ptmcli.models.registry import WeightFile
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -56,8 +56,12 @@ def test_hash_memo_rehashes_after_a_change(tmp_path):
 
 def test_torchvision_prefix_is_a_hash_check():
     tv = WeightFile(name="x", filename="x-cd907fc2.pth", sha256_prefix="cd907fc2")
-    assert weights.hash_matches("cd907fc2" + "0" * 56, tv) is True
-    assert weights.hash_matches("00000000" + "0" * 56, tv) is False
+    def passed(digest):
+        check = weights.judge(tv, lambda kind: digest).passed
+        return check.label if check else None
+
+    assert passed("cd907fc2" + "0" * 56) == "sha256 prefix"
+    assert passed("00000000" + "0" * 56) is None
 
 
 def test_load_refuses_non_tensor_content(tmp_path):
@@ -66,7 +70,7 @@ def test_load_refuses_non_tensor_content(tmp_path):
     path = tmp_path / "odd.pth"
     torch.save({"a": torch.zeros(2), "b": "text"}, path)
     with pytest.raises(WeightsInvalid, match="state dict"):
-        weights.load_state_dict(path)
+        checkpoints.load_state_dict(path)
 
 
 def test_load_reads_legacy_format(tmp_path):
@@ -74,4 +78,4 @@ def test_load_reads_legacy_format(tmp_path):
 
     path = tmp_path / "legacy.pth"
     torch.save({"w": torch.arange(4.0)}, path, _use_new_zipfile_serialization=False)
-    assert torch.equal(weights.load_state_dict(path)["w"], torch.arange(4.0))
+    assert torch.equal(checkpoints.load_state_dict(path)["w"], torch.arange(4.0))

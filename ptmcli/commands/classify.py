@@ -1,4 +1,4 @@
-"""ptm classify and ptm models."""
+"""ptm classify."""
 
 from __future__ import annotations
 
@@ -106,22 +106,3 @@ def classify(
     writer.close()
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
-
-def models(
-    pattern: Annotated[Optional[str], typer.Argument(help="Only names matching this glob, e.g. 'resnet*'.")] = None,
-    fmt: FormatOpt = Format.auto,
-) -> None:
-    """List the classifiers ptm can run: size, ImageNet accuracy, and whether weights are here.
-
-    Examples:
-
-      ptm models
-
-      ptm models 'efficientnet*' --format json
-    """
-    from ptmcli.models.registry import list_classifiers
-    from ptmcli.models.weights import find
-    from ptmcli.sinks.console import render_models
-
-    specs = list_classifiers(pattern)
-    render_models([(spec, find(spec.weights)) for spec in specs], fmt.value, sys.stdout)

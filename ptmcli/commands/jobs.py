@@ -173,16 +173,9 @@ def classify_job(
 
 def _feature_dim_without_weights(spec, num_classes: int) -> int:
     """The embedding width, from the architecture alone (built on the meta device: no memory)."""
-    import torch
+    from ptmcli.models.heads import feature_dim
 
-    from ptmcli.models.classifier import _classifier_layer
-
-    with torch.device("meta"):
-        model = spec.build()
-    layer = _classifier_layer(model, num_classes)
-    if layer is None:
-        raise UsageProblem(f"--save-features: {spec.name} has no final Linear layer whose input is the embedding")
-    return layer.in_features
+    return feature_dim(spec)
 
 
 def merge(

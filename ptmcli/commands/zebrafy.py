@@ -49,7 +49,7 @@ def zebrafy(
     """
     from ptmcli import startup
     from ptmcli.models import weights as weight_files
-    from ptmcli.models.registry import get_generator_weights
+    from ptmcli.models.registry import get_generator
     from ptmcli.pipeline.device import resolve_device, resolve_precision
     from ptmcli.pipeline.inputs import InputItem, collect_inputs
     from ptmcli.sinks.console import error_line, progress, transfer_progress
@@ -77,7 +77,7 @@ def zebrafy(
             item = InputItem(item.path, error=f"output {target} exists (pass --force to replace it)")
         jobs.append((item, target))
 
-    weight = get_generator_weights(model)
+    weight = get_generator(model).weights
     torch_device = resolve_device(device)
     dtype = resolve_precision(precision, torch_device)
     with transfer_progress(f"downloading {weight.filename}") as on_bytes:
