@@ -218,10 +218,10 @@ def test_registry_refuses_a_name_or_a_weight_file_twice():
 
 @pytest.fixture
 def fresh_registry():
-    registry.registry.cache_clear()
+    registry._models.cache_clear()
     registry._names_beyond_the_table.cache_clear()
     yield
-    registry.registry.cache_clear()
+    registry._models.cache_clear()
     registry._names_beyond_the_table.cache_clear()
 
 
@@ -229,7 +229,7 @@ def test_a_model_missing_from_the_table_comes_from_torchvision_itself(monkeypatc
     from ptmcli.models import torchvision_classifiers
 
     table_spec = get_classifier("resnet18")
-    registry.registry.cache_clear()
+    registry._models.cache_clear()
     shorter = {n: row for n, row in torchvision_classifiers.CLASSIFIERS.items() if n != "resnet18"}
     monkeypatch.setattr(torchvision_classifiers, "CLASSIFIERS", shorter)
     monkeypatch.setattr(registry, "_installed_torchvision_version", lambda: "99.0 (newer than the table)")

@@ -115,9 +115,8 @@ def _tables(order: list[tuple[str, str]], rows: list[tuple], out) -> None:
     write_listing([{"#": str(n), "label": label, "place": place} for n, (label, place) in enumerate(order, 1)],
                   [Column("#", right=True), Column("label"), Column("place")], "table", out,
                   title="Search order (first hit wins)")
-    keys = ("name", "state", "check", "size", "expected", "where", "source")
-    write_listing([dict(zip(keys, row)) for row in rows],
-                  [Column(key, heading.lower(), right=key == "size") for key, heading in zip(keys, _HEADINGS)],
+    keys = ("name", "state", "check", "size", "expected digest", "where", "source")
+    write_listing([dict(zip(keys, row)) for row in rows], [Column(key, right=key == "size") for key in keys],
                   "table", out, title=f"Known weight files ({len(rows)}; present "
                   f"{sum(row[1] == 'present' for row in rows)})")
 

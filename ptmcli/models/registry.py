@@ -430,7 +430,7 @@ def generator_spec(weights: WeightFile, shape: tuple[int, int] = BOOK_GENERATOR_
 # --- the registry -----------------------------------------------------------------------------
 
 @lru_cache(maxsize=1)
-def registry() -> Registry:
+def _models() -> Registry:
     """Every model ptm knows; torchvision classifiers missing from the table join on first lookup."""
     from ptmcli.models.torchvision_classifiers import CLASSIFIERS
 
@@ -444,21 +444,21 @@ def registry() -> Registry:
 
 def register(spec: ModelSpec) -> None:
     """Add a model (refused if its name or weight file name is taken)."""
-    registry().add(spec)
+    _models().add(spec)
 
 
 def _lookup(name: str) -> ModelSpec | None:
-    spec = registry().get(name)
+    spec = _models().get(name)
     if spec is None and name in _names_beyond_the_table():
         spec = _live_torchvision_spec(name)
-        registry().add(spec)
+        _models().add(spec)
     return spec
 
 
 def _with_live_names() -> Registry:
     for name in _names_beyond_the_table():
         _lookup(name)
-    return registry()
+    return _models()
 
 
 def _unknown(what: str, name: str, choices: list[str], listing: str) -> UnknownModel:
@@ -507,10 +507,10 @@ def model_names(task: str | None = None) -> list[str]:
 
 def offline_alternative(weight: WeightFile) -> str | None:
     """A model for the same task whose weights ship with ptm, for a file that does not."""
-    spec = registry().get(weight.name)
+    spec = _models().get(weight.name)
     if spec is None or weight.ships_with_ptm:
         return None
-    shipped = [s.name for s in registry().specs(spec.task) if s.weights_ship_with_ptm]
+    shipped = [s.name for s in _models().specs(spec.task) if s.weights_ship_with_ptm]
     return shipped[0] if shipped else None
 
 
