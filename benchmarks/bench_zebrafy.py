@@ -68,9 +68,9 @@ print(json.dumps({"ms": 1000 * statistics.median(times), "first_s": first}))
 
 def generator_weights() -> Path:
     from ptmcli.models.cyclegan import ResNetGenerator
-    from ptmcli.models.registry import get_generator_weights
+    from ptmcli.models.registry import get_generator
 
-    return published_or_random(get_generator_weights("horse2zebra"), "horse2zebra-random.pth", ResNetGenerator)
+    return published_or_random(get_generator("horse2zebra").weights, "horse2zebra-random.pth", ResNetGenerator)
 
 
 def horse_photo() -> Path:

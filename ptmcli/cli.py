@@ -11,6 +11,7 @@ import typer
 from ptmcli import __version__
 from ptmcli.commands import classify as classify_cmds
 from ptmcli.commands import merge as merge_cmds
+from ptmcli.commands import models as models_cmds
 from ptmcli.commands import tensors as tensor_cmds
 from ptmcli.commands import weights as weights_cmds
 from ptmcli.commands import zebrafy as zebrafy_cmds
@@ -47,7 +48,7 @@ def _root(
 
 
 app.command("classify")(classify_cmds.classify)
-app.command("models")(classify_cmds.models)
+app.command("models")(models_cmds.models)
 app.command("inspect-tensor", cls=tensor_cmds.ViewOrderCommand)(tensor_cmds.inspect_tensor)
 app.command("export-hdf5")(tensor_cmds.export_hdf5)
 app.command("zebrafy")(zebrafy_cmds.zebrafy)

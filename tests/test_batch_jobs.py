@@ -299,8 +299,8 @@ def test_ray_engine_equals_local_engine(workspace, module_env):
     # Ray gives each CPU actor one thread, and PyTorch's CPU kernels round differently with
     # another thread count: compare with a local run on one thread.
     one_thread = {"OMP_NUM_THREADS": "1"}
-    flags = ["photos/a/broken.png", *sorted(str(p.relative_to(workspace)) for p in (workspace / "photos/a").glob("img0*")),
-             *H5_FLAGS]
+    flags = ["photos/a/broken.png",
+             *sorted(str(p.relative_to(workspace)) for p in (workspace / "photos/a").glob("img0*")), *H5_FLAGS]
     local = ptm(module_env, "classify", *flags, "-o", "local.h5", cwd=workspace, extra_env=one_thread)
     assert local.returncode == 1, local.stderr
     on_ray = ptm(module_env, "classify", *flags, "-o", "ray.h5", "--engine", "ray", cwd=workspace,
@@ -322,14 +322,13 @@ def test_engine_ray_without_ray_installed_says_how_to_install(monkeypatch):
     assert "pip install 'ptmcli[ray]'" in caught.value.hints[0]
 
 
-def test_features_come_from_the_last_linear_layer():
-    import torch
-    from torchvision.models import resnet101, squeezenet1_0
+def test_features_come_from_the_head_the_registry_names():
+    from ptmcli.errors import UsageProblem
+    from ptmcli.models.heads import feature_dim
+    from ptmcli.models.registry import get_classifier
 
-    from ptmcli.models.classifier import _classifier_layer
-    from ptmcli.models.efficientnet_lite import efficientnet_lite0
-
-    with torch.device("meta"):
-        assert _classifier_layer(resnet101(), 1000).in_features == 2048
-        assert _classifier_layer(efficientnet_lite0(), 1000).in_features == 1280
-        assert _classifier_layer(squeezenet1_0(), 1000) is None  # its classifier is a convolution
+    assert feature_dim(get_classifier("resnet101")) == 2048
+    assert feature_dim(get_classifier("efficientnet_lite0")) == 1280
+    assert get_classifier("squeezenet1_0").head is None  # its classifier is a convolution
+    with pytest.raises(UsageProblem, match="no Linear classifier layer"):
+        feature_dim(get_classifier("squeezenet1_0"))

@@ -10,6 +10,7 @@ from zebra_helpers import save_generator
 from ptmcli.errors import WeightsInvalid
 from ptmcli.models import cyclegan
 from ptmcli.models.cyclegan import ResNetGenerator, Zebrafier, load_generator, processed_size
+from ptmcli.models.registry import BOOK_GENERATOR_SHAPE
 from ptmcli.pipeline.zebrafy import translate_batches
 
 CPU = torch.device("cpu")
@@ -66,7 +67,7 @@ def test_wrong_layout_is_refused_by_key_name(tmp_path):
 def test_required_shape_refuses_a_smaller_generator(tmp_path):
     path = save_generator(tmp_path / "small.pth", ngf=8, n_blocks=2)
     with pytest.raises(WeightsInvalid, match="8 base channels and 2 residual blocks"):
-        load_generator(path, require_shape=cyclegan.BOOK_SHAPE)
+        load_generator(path, require_shape=BOOK_GENERATOR_SHAPE)
 
 
 @pytest.mark.parametrize("size", [(257, 383), (383, 257), (300, 256), (256, 256), (5, 900), (1, 1)])

@@ -13,7 +13,7 @@ from zebra_helpers import save_generator
 
 from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
 from ptmcli.models import weights
-from ptmcli.models.registry import GENERATOR_WEIGHTS, WeightFile, get_weight_file, known_weight_files
+from ptmcli.models.registry import TRANSLATE, WeightFile, get_weight_file, known_weight_files, model_names
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: several read chunks
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -172,7 +172,8 @@ def test_registry_knows_both_horse2zebra_files():
     resnet = get_weight_file("resnet101")
     assert weights.download_destination(resnet).parent == weights.torch_hub_checkpoints()
     names = {w.name for w in known_weight_files()}
-    assert {"resnet101", "efficientnet_lite0", *GENERATOR_WEIGHTS} <= names
+    assert {"resnet101", "efficientnet_lite0", *model_names(TRANSLATE)} <= names
+    assert set(model_names(TRANSLATE)) == {"horse2zebra", "horse2zebra_cyclegan"}
 
 
 def test_missing_generator_hint_names_the_fetch_command():
@@ -181,6 +182,31 @@ def test_missing_generator_hint_names_the_fetch_command():
     assert "efficientnet_lite0" not in hints
     hints = " ".join(weights.not_found(get_weight_file("horse2zebra_cyclegan"), offline=True).hints)
     assert "--allow-unverified" in hints
+
+
+def test_download_with_the_right_blob_id_passes_though_sha256_and_size_are_wrong(server):
+    blob = hashlib.sha1(b"blob %d\0" % len(PAYLOAD) + PAYLOAD).hexdigest()
+    weight = WeightFile(name="thing", filename="thing.pth", url=f"{server}/good", sha256="0" * 64, size=7,
+                        git_blob_sha1=blob)
+    path = weights.fetch(weight)
+    assert path.read_bytes() == PAYLOAD and weights.verify(path, weight) == "git blob id"
+    wrong = WeightFile(name="thing", filename="thing.pth", url=f"{server}/wrong", sha256="0" * 64, size=7,
+                       git_blob_sha1=blob)
+    with pytest.raises(DownloadFailed, match="sha256 .*; git blob id .*; 1,048,576 bytes, expected 7"):
+        weights.download(wrong.url, path.with_name("other.pth"), wrong)
+    assert not path.with_name("other.pth").exists()
+
+
+def test_add_accepts_the_right_blob_id(tmp_path):
+    source = tmp_path / "mine.pth"
+    source.write_bytes(PAYLOAD)
+    blob = weights.git_blob_sha1_of(source)
+    weight = WeightFile(name="thing", filename="thing.pth", sha256="0" * 64, size=7, git_blob_sha1=blob)
+    assert weights.add_file(weight, source).read_bytes() == PAYLOAD
+    assert weights.pinned_sha256(weight) is None  # published: checked against the record, not pinned
+    with pytest.raises(WeightsInvalid, match="not the published thing.pth .*git blob id"):
+        weights.add_file(WeightFile(name="thing", filename="thing.pth", sha256="0" * 64, git_blob_sha1="f" * 40),
+                         source, force=True)
 
 
 # --- the commands, through the real entry point -------------------------------------------------
@@ -254,3 +280,69 @@ def test_offline_never_downloads(server):
     with pytest.raises(WeightsNotFound) as info:
         weights.resolve(published(f"{server}/good"), offline=True)
     assert "offline" in " ".join(info.value.hints)
+
+
+# A generator registered in-process, as a plugin would, then the real CLI in that process: the file
+# is a small random generator, so the published horse2zebra_0.4.0.pth is not needed.
+_WITH_TINY_GENERATOR = """
+import sys
+from ptmcli.models import registry
+registry.register(registry.generator_spec(registry.WeightFile(
+    name="tiny_h2z", filename="tiny_h2z.pth", sha256="0" * 64, size=123, git_blob_sha1=sys.argv[1],
+    url="http://127.0.0.1:9/never"), shape=(8, 1)))
+sys.argv = ["ptm", *sys.argv[2:]]
+from ptmcli.cli import main
+main()
+"""
+
+
+@pytest.mark.slow
+def test_a_generator_matching_only_its_git_blob_id_is_verified_and_runs(isolated_env, tmp_path, make_image):
+    import subprocess
+    import sys
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    tiny = save_generator(drop / "tiny_h2z.pth", ngf=8, n_blocks=1)
+    blob = weights.git_blob_sha1_of(tiny)
+    env = {**isolated_env, "PTM_WEIGHTS_DIR": str(drop)}
+
+    def ptm(*args, blob_id=blob):
+        return subprocess.run([sys.executable, "-c", _WITH_TINY_GENERATOR, blob_id, *map(str, args)],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    checked = ptm("weights", "verify", "tiny_h2z")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"verified (git blob id)\ttiny_h2z\t{tiny}\t")
+    listed = json.loads(ptm("weights", "list", "tiny*", "--format", "json").stdout)
+    assert listed["files"][0]["check"] == "verified (git blob id)"
+    assert listed["files"][0]["git_blob_sha1"] == blob
+    zebra = tmp_path / "z.png"
+    done = ptm("zebrafy", make_image("h.png"), "-o", zebra, "--model", "tiny_h2z", "--size", "16")
+    assert done.returncode == 0, done.stderr
+    assert zebra.is_file()
+
+    added = ptm("weights", "add", "tiny_h2z", tiny)  # the blob id passes, then the network check runs
+    assert added.returncode == 0, added.stderr
+    too_big = save_generator(tmp_path / "big.pth", ngf=8, n_blocks=2)
+    refused = ptm("weights", "add", "tiny_h2z", too_big, blob_id=weights.git_blob_sha1_of(too_big))
+    assert refused.returncode == 2 and "2 residual blocks" in refused.stderr
+
+    other = ptm("weights", "verify", "tiny_h2z", blob_id="f" * 40)
+    assert other.returncode == 1 and other.stdout.startswith("mismatch\ttiny_h2z\t")
+    assert "SHA-256 or git blob id of tiny_h2z.pth" in other.stderr
+
+
+@pytest.mark.slow
+def test_verify_horse2zebra_on_a_wrong_file_names_both_checks(run_ptm, tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "horse2zebra_0.4.0.pth").write_bytes(b"not the book's generator")
+    done = run_ptm("weights", "verify", "horse2zebra", env={"PTM_WEIGHTS_DIR": str(drop)})
+    assert done.returncode == 1
+    assert done.stdout.startswith(f"mismatch\thorse2zebra\t{drop / 'horse2zebra_0.4.0.pth'}\t")
+    assert "does not match the expected SHA-256 or git blob id of horse2zebra_0.4.0.pth" in done.stderr
+    assert "expected 043afb9bdb059f84..." in done.stderr and "expected ce10268a67fba822..." in done.stderr
+    table = json.loads(run_ptm("weights", "verify", "horse2zebra", "--format", "json",
+                               env={"PTM_WEIGHTS_DIR": str(drop)}).stdout)
+    assert table[0]["check"] == "mismatch" and len(table[0]["git_blob_sha1"]) == 40

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from ptmcli.errors import WeightsInvalid
-from ptmcli.models import weights
+from ptmcli.models import checkpoints, weights
 from ptmcli.models.registry import WeightFile
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -56,8 +56,12 @@ def test_hash_memo_rehashes_after_a_change(tmp_path):
 
 def test_torchvision_prefix_is_a_hash_check():
     tv = WeightFile(name="x", filename="x-cd907fc2.pth", sha256_prefix="cd907fc2")
-    assert weights.hash_matches("cd907fc2" + "0" * 56, tv) is True
-    assert weights.hash_matches("00000000" + "0" * 56, tv) is False
+    def passed(digest):
+        check = weights.judge(tv, lambda kind: digest).passed
+        return check.label if check else None
+
+    assert passed("cd907fc2" + "0" * 56) == "sha256 prefix"
+    assert passed("00000000" + "0" * 56) is None
 
 
 def test_load_refuses_non_tensor_content(tmp_path):
@@ -66,7 +70,7 @@ def test_load_refuses_non_tensor_content(tmp_path):
     path = tmp_path / "odd.pth"
     torch.save({"a": torch.zeros(2), "b": "text"}, path)
     with pytest.raises(WeightsInvalid, match="state dict"):
-        weights.load_state_dict(path)
+        checkpoints.load_state_dict(path)
 
 
 def test_load_reads_legacy_format(tmp_path):
@@ -74,4 +78,72 @@ def test_load_reads_legacy_format(tmp_path):
 
     path = tmp_path / "legacy.pth"
     torch.save({"w": torch.arange(4.0)}, path, _use_new_zipfile_serialization=False)
-    assert torch.equal(weights.load_state_dict(path)["w"], torch.arange(4.0))
+    assert torch.equal(checkpoints.load_state_dict(path)["w"], torch.arange(4.0))
+
+
+# --- git blob ids: the record the book's repository keeps of horse2zebra_0.4.0.pth ---------------
+
+@pytest.mark.parametrize("content", [b"", b"hello\n", PAYLOAD])
+def test_git_blob_id_is_what_git_hash_object_prints(tmp_path, content):
+    import subprocess
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(content)
+    expected = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    assert weights.git_blob_sha1_of(path) == expected
+
+
+def counting_hashers(monkeypatch) -> dict:
+    counts = {kind: 0 for kind in weights._HASHERS}
+    real = dict(weights._HASHERS)
+
+    def counted(kind):
+        def run(path):
+            counts[kind] += 1
+            return real[kind](path)
+        return run
+
+    for kind in real:
+        monkeypatch.setitem(weights._HASHERS, kind, counted(kind))
+    return counts
+
+
+def test_a_wrong_sha256_with_the_right_blob_id_is_accepted_and_says_so(tmp_path, monkeypatch):
+    path = tmp_path / "demo-1234.pth"
+    path.write_bytes(PAYLOAD)
+    monkeypatch.setenv("PTM_WEIGHTS_DIR", str(tmp_path))
+    blob = weights.git_blob_sha1_of(path)
+    # As if the Git LFS pointer the SHA-256 and size came from described some other file.
+    weight = WeightFile(name="demo", filename="demo-1234.pth", sha256="0" * 64, size=123, git_blob_sha1=blob)
+    counts = counting_hashers(monkeypatch)
+    assert weights.verify(path, weight) == "git blob id"
+    assert weights.verify(path, weight) == "git blob id"
+    assert counts == {weights.SHA256: 1, weights.GIT_BLOB: 1}  # hashed once per (size, mtime), as sha256 is
+    assert weights.state_of(weight).check == "verified (git blob id)"
+    assert weights.state_of(weight, reread=True).check == "verified (git blob id)"
+
+    right_sha = WeightFile(name="demo", filename="demo-1234.pth", sha256=GOOD_SHA, git_blob_sha1="f" * 40)
+    assert weights.verify(path, right_sha) == "sha256"
+    assert weights.state_of(right_sha).check == "verified (sha256)"
+
+
+def test_a_copy_matching_neither_digest_is_refused_naming_both(tmp_path):
+    path = tmp_path / "demo-1234.pth"
+    path.write_bytes(PAYLOAD)
+    weight = WeightFile(name="demo", filename="demo-1234.pth", sha256="0" * 64, git_blob_sha1="f" * 40)
+    with pytest.raises(WeightsInvalid, match="damaged") as caught:
+        weights.verify(path, weight)
+    assert f"sha256 {GOOD_SHA[:16]}..., expected 0000000000000000..." in caught.value.message
+    assert f"git blob id {weights.git_blob_sha1_of(path)[:16]}..., expected ffffffffffffffff..." in caught.value.message
+
+
+def test_a_listing_never_reads_a_file_it_has_not_hashed(tmp_path, monkeypatch):
+    (tmp_path / "demo-1234.pth").write_bytes(PAYLOAD)
+    monkeypatch.setenv("PTM_WEIGHTS_DIR", str(tmp_path))
+    weight = WeightFile(name="demo", filename="demo-1234.pth", sha256="0" * 64, git_blob_sha1="f" * 40)
+    counts = counting_hashers(monkeypatch)
+    assert weights.state_of(weight).check == "unchecked"
+    assert counts == {weights.SHA256: 0, weights.GIT_BLOB: 0}
+    assert weights.state_of(weight, reread=True).check == "mismatch"
+    assert weights.state_of(weight).check == "mismatch"  # both digests now remembered

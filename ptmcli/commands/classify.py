@@ -1,4 +1,4 @@
-"""ptm classify and ptm models."""
+"""ptm classify."""
 
 from __future__ import annotations
 
@@ -68,22 +68,3 @@ def classify(
     )
     raise typer.Exit(run_classify(options, sys.stdin, sys.stdout))
 
-
-def models(
-    pattern: Annotated[Optional[str], typer.Argument(help="Only names matching this glob, e.g. 'resnet*'.")] = None,
-    fmt: FormatOpt = Format.auto,
-) -> None:
-    """List the classifiers ptm can run: size, ImageNet accuracy, and whether weights are here.
-
-    Examples:
-
-      ptm models
-
-      ptm models 'efficientnet*' --format json
-    """
-    from ptmcli.models.registry import list_classifiers
-    from ptmcli.models.weights import find
-    from ptmcli.sinks.console import render_models
-
-    specs = list_classifiers(pattern)
-    render_models([(spec, find(spec.weights)) for spec in specs], fmt.value, sys.stdout)

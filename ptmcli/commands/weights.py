@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ptmcli.commands.options import OfflineOpt
+from ptmcli.commands.options import Format, FormatOpt, OfflineOpt
 from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, UsageProblem
 
 app = typer.Typer(
@@ -20,21 +18,20 @@ app = typer.Typer(
 )
 
 
-class ListFormat(str, Enum):
-    text = "text"
-    json = "json"
-
-
 @app.command("list")
 def list_files(
     pattern: Annotated[Optional[str], typer.Argument(help="Only names or file names matching this glob, e.g. 'horse*'.")] = None,
-    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="text for people, json for programs.", case_sensitive=False)] = ListFormat.text,
+    fmt: FormatOpt = Format.auto,
 ) -> None:
     """Every weight file ptm knows, the search order, and each file's state.
 
-    State: present or missing; check: verified (matches the published SHA-256), pinned (matches
-    the SHA-256 ptm recorded for a file with none published), unchecked (present, not hashed yet:
-    run `ptm weights verify`), mismatch, or no published hash.
+    State: present or missing; check: verified (sha256), verified (sha256 prefix) or verified (git
+    blob id), saying which published digest the file matches; pinned (matches the SHA-256 ptm
+    recorded for a file with none published); unchecked (present, not hashed yet: run `ptm weights
+    verify`); mismatch; or no published hash.
+
+    text and table show the search order, then the files; json holds both ({"search_order",
+    "files"}); jsonl, csv and tsv hold the files only, one record each.
 
     Examples:
 
@@ -44,44 +41,84 @@ def list_files(
     """
     from ptmcli.models.registry import known_weight_files
     from ptmcli.models.weights import pinned_sha256, search_order, state_of
+    from ptmcli.sinks.formats import Column, json_safe, pick, write_listing
 
     states = [state_of(w) for w in known_weight_files(pattern)]
     order = search_order()
-    if fmt is ListFormat.json:
-        records = []
-        for st in states:
-            w = st.weight
-            records.append({
-                "name": w.name, "filename": w.filename, "present": st.path is not None,
-                "path": str(st.path) if st.path else None, "check": st.check, "size": w.size,
-                "sha256": w.sha256, "sha256_prefix": w.sha256_prefix, "pinned_sha256": pinned_sha256(w),
-                "url": w.url, "source": w.source, "license": w.license,
-            })
-        json.dump({"search_order": [{"label": label, "place": place} for label, place in order],
-                   "files": records}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
-
+    records = []
+    for st in states:
+        w = st.weight
+        records.append({
+            "name": w.name, "filename": w.filename, "present": st.path is not None,
+            "path": str(st.path) if st.path else None, "check": st.check, "size": w.size,
+            "sha256": w.sha256, "sha256_prefix": w.sha256_prefix, "git_blob_sha1": w.git_blob_sha1,
+            "pinned_sha256": pinned_sha256(w), "url": w.url, "source": w.source, "license": w.license,
+        })
     out = sys.stdout
+    chosen = pick(fmt, out)
+    if chosen == "json":
+        import json
+
+        json.dump(json_safe({"search_order": [{"label": label, "place": place} for label, place in order],
+                             "files": records}), out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    elif chosen in ("jsonl", "csv", "tsv"):
+        keys = ("name", "present", "check", "size", "sha256", "sha256_prefix", "git_blob_sha1", "pinned_sha256",
+                "path", "filename", "url")
+        write_listing(records, [Column(k) for k in keys], chosen, out)
+    else:
+        rows = [(r["name"], "present" if r["present"] else "missing", r["check"] if r["present"] else "-",
+                 f"{r['size']:,}" if r["size"] else "-", _expected(r), r["path"] or r["filename"],
+                 r["url"] or st.weight.install_hint or "-")
+                for r, st in zip(records, states)]
+        if chosen == "table":
+            _tables(order, rows, out)
+        else:
+            _text(order, rows, out)
+    out.flush()
+
+
+_HEADINGS = ("NAME", "STATE", "CHECK", "SIZE", "SHA-256", "WHERE", "SOURCE URL")
+
+
+def _expected(record: dict) -> str:
+    """The digest a copy is checked against, shortened for people."""
+    if record["sha256"]:
+        expected = record["sha256"][:16]
+    elif record["sha256_prefix"]:
+        expected = f"{record['sha256_prefix']} (prefix)"
+    elif record["pinned_sha256"]:
+        expected = f"{record['pinned_sha256'][:16]} (pinned)"
+    else:
+        expected = "none published"
+    if record["git_blob_sha1"]:
+        expected += f" or git blob {record['git_blob_sha1'][:16]}"
+    return expected
+
+
+def _text(order: list[tuple[str, str]], rows: list[tuple], out) -> None:
+    # Columns padded with spaces, the last one (URLs) left free: for reading, `--format tsv` for programs.
     out.write("Search order (first hit wins):\n")
     width = max(len(label) for label, _ in order)
     for number, (label, place) in enumerate(order, 1):
         out.write(f"  {number}. {label:<{width}}  {place}\n")
-    out.write(f"\nKnown weight files ({len(states)}; present {sum(s.path is not None for s in states)}):\n")
-    rows = [("NAME", "STATE", "CHECK", "SIZE", "SHA-256", "WHERE", "SOURCE URL")]
-    for st in states:
-        w = st.weight
-        expected = w.sha256[:16] if w.sha256 else (f"{w.sha256_prefix} (prefix)" if w.sha256_prefix else
-                                                   (f"{pinned_sha256(w)[:16]} (pinned)" if pinned_sha256(w) else "none published"))
-        rows.append((
-            w.name, "present" if st.path else "missing", st.check if st.path else "-",
-            f"{w.size:,}" if w.size else "-", expected, str(st.path) if st.path else w.filename,
-            w.url or w.install_hint or "-",
-        ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
+    out.write(f"\nKnown weight files ({len(rows)}; present {sum(row[1] == 'present' for row in rows)}):\n")
+    table = [_HEADINGS, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(_HEADINGS) - 1)]
+    for row in table:
         out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1] + "\n")
-    out.flush()
+
+
+def _tables(order: list[tuple[str, str]], rows: list[tuple], out) -> None:
+    from ptmcli.sinks.formats import Column, write_listing
+
+    write_listing([{"#": str(n), "label": label, "place": place} for n, (label, place) in enumerate(order, 1)],
+                  [Column("#", right=True), Column("label"), Column("place")], "table", out,
+                  title="Search order (first hit wins)")
+    keys = ("name", "state", "check", "size", "expected digest", "where", "source")
+    write_listing([dict(zip(keys, row)) for row in rows], [Column(key, right=key == "size") for key in keys],
+                  "table", out, title=f"Known weight files ({len(rows)}; present "
+                  f"{sum(row[1] == 'present' for row in rows)})")
 
 
 @app.command("fetch")
@@ -91,7 +128,7 @@ def fetch(
     force: Annotated[bool, typer.Option("--force", help="Download again even if a good copy is here.")] = False,
     offline: OfflineOpt = False,
 ) -> None:
-    """Download a weight file to a .part file, check its size and SHA-256, then rename it into place.
+    """Download a weight file to a .part file, check it against its published digests, then rename it into place.
 
     Prints the file's path. A failed or cut-off download leaves nothing that looks complete.
 
@@ -126,19 +163,24 @@ def fetch(
 @app.command("verify")
 def verify(
     name: Annotated[Optional[str], typer.Argument(help="One name from `ptm weights list`; default: every file present.")] = None,
+    fmt: FormatOpt = Format.auto,
 ) -> None:
-    """Hash weight files again (ignoring the remembered hashes) and compare them with the expected SHA-256.
+    """Hash weight files again (ignoring the remembered digests) and compare them with the expected ones.
 
-    Prints `check<TAB>name<TAB>path<TAB>sha256` per file; exits 1 if any file does not match.
+    A file passes when it matches any one published digest (its SHA-256, or a git blob id where
+    one is recorded); the check column says which: verified (sha256), verified (git blob id), ...
+    In a pipe (and with --format text) prints `check<TAB>name<TAB>path<TAB>sha256` per file, as it
+    goes; exits 1 if any file does not match.
 
     Examples:
 
       ptm weights verify
 
-      ptm weights verify horse2zebra
+      ptm weights verify horse2zebra --format json
     """
     from ptmcli.models import weights as weight_files
     from ptmcli.models.registry import get_weight_file, known_weight_files
+    from ptmcli.sinks.formats import Column, csv_writer, pick, write_listing
     from ptmcli.sinks.progress import error_line
 
     if name is not None:
@@ -150,18 +192,31 @@ def verify(
         candidates = [w for w in known_weight_files() if weight_files.find(w) is not None]
         if not candidates:
             sys.stderr.write("ptm: no known weight files on this machine (`ptm weights list` shows where ptm looks)\n")
+    chosen = pick(fmt, sys.stdout)
+    # text streams a line per file as it is hashed (a few seconds each for the big ones).
+    lines = csv_writer(sys.stdout, "text") if chosen == "text" else None
+    records = []
     bad = 0
     for weight in candidates:
         state = weight_files.state_of(weight, reread=True)
-        sys.stdout.write(f"{state.check}\t{weight.name}\t{state.path}\t{state.sha256}\n")
+        record = {"check": state.check, "name": weight.name, "path": str(state.path), "sha256": state.sha256,
+                  "git_blob_sha1": state.git_blob_sha1}
+        if lines is not None:
+            lines.writerow([state.check, weight.name, state.path, state.sha256])
+            sys.stdout.flush()
+        records.append(record)
         if state.check == "mismatch":
-            if weight.expected_hash():
+            if weight.published:
                 fix = f"`ptm weights fetch {weight.name} --force` replaces it"
             else:
                 fix = (f"it changed since ptm pinned it; `ptm weights add {weight.name} FILE --force` "
                        "pins a copy you trust")
-            error_line(f"{state.path}: does not match the expected SHA-256 of {weight.filename}; {fix}")
+            verdict = state.verdict
+            error_line(f"{state.path}: does not match the expected {' or '.join(c.title for c in verdict.checks)} "
+                       f"of {weight.filename} ({verdict.describe()}); {fix}")
             bad += 1
+    if lines is None:
+        write_listing(records, [Column("check"), Column("name"), Column("path"), Column("sha256")], chosen, sys.stdout)
     sys.stdout.flush()
     raise typer.Exit(EXIT_SOME_FAILED if bad else EXIT_OK)
 
@@ -174,8 +229,9 @@ def add(
 ) -> None:
     """Check a weight file you brought and copy it into the user cache under its known name.
 
-    A file with a published SHA-256 must match it; one without (horse2zebra_cyclegan) must load into
-    its network, and ptm pins its SHA-256. Prints where the copy is.
+    A file with a published digest must match it; models that say how (the generators) also check
+    that it loads into its network, and a file with none published (horse2zebra_cyclegan) must, and
+    ptm pins its SHA-256. Prints where the copy is.
 
     Examples:
 
@@ -184,14 +240,9 @@ def add(
       ptm weights add resnet101 ~/Downloads/resnet101-cd907fc2.pth
     """
     from ptmcli.models import weights as weight_files
-    from ptmcli.models.registry import GENERATOR_WEIGHTS, get_weight_file
+    from ptmcli.models.registry import get_model, get_weight_file
 
     weight = get_weight_file(name)
-    check = None
-    if weight.name in GENERATOR_WEIGHTS:
-        def check(path: Path) -> None:
-            from ptmcli.models.cyclegan import BOOK_SHAPE, load_generator
-
-            load_generator(path, f"the {weight.name} generator", require_shape=BOOK_SHAPE)
+    check = get_model(weight.name).check_loads
     destination = weight_files.add_file(weight, file, force=force, check=check)
     sys.stdout.write(f"{destination}\n")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptmcli.errors import UsageProblem, WeightsInvalid
-from ptmcli.models.registry import ClassifierSpec
-from ptmcli.models.weights import check_keys, load_state_dict
+from ptmcli.errors import WeightsInvalid
+from ptmcli.models.checkpoints import build_with_weights
+from ptmcli.models.heads import head_module
+from ptmcli.models.registry import ModelSpec
 from ptmcli.pipeline.preprocess import load_for_model, to_batch
 
 if TYPE_CHECKING:
@@ -16,67 +16,12 @@ if TYPE_CHECKING:
     import torch
 
 
-@contextmanager
-def _parameters_on_meta():
-    """Only parameters and buffers go to the meta device, as each module registers them.
-
-    For builders that compute with tensors (RegNet's layer widths): those stay real, while the
-    weights, which the checkpoint replaces anyway, are never allocated or initialised.
-    """
-    from torch import nn
-
-    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
-
-    def parameter_on_meta(self, name, param):
-        if param is not None:
-            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-        register_parameter(self, name, param)
-
-    def buffer_on_meta(self, name, tensor, persistent=True):
-        register_buffer(self, name, tensor.to("meta") if tensor is not None else None, persistent)
-
-    nn.Module.register_parameter, nn.Module.register_buffer = parameter_on_meta, buffer_on_meta
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
-
-
-def build_with_weights(spec: ClassifierSpec, weights_path: Path) -> "torch.nn.Module":
-    """Build `spec`'s network and load a state dict into it, strictly.
-
-    The network is built on the meta device and the weights are memory-mapped and assigned, so no
-    time goes into random initialisation that the checkpoint would overwrite anyway.
-    """
-    import torch
-
-    state = load_state_dict(weights_path)
-    if spec.fix_state_dict is not None:
-        state = spec.fix_state_dict(state)
-    try:
-        with torch.device("meta"):
-            model = spec.build()
-    except Exception:  # noqa: BLE001 - RegNet computes its widths with tensors, which meta refuses
-        with _parameters_on_meta():
-            model = spec.build()
-    check_keys(model, state, weights_path, spec.name)
-    model.load_state_dict(state, strict=True, assign=True)
-    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
-        # A buffer the checkpoint does not carry (non-persistent) stayed on meta: build for real.
-        real = spec.build()
-        real.load_state_dict(state, strict=True)
-        model = real
-    if spec.after_load is not None:
-        spec.after_load(model)
-    return model.eval()
-
-
 class Classifier:
     """One torch model, loaded once, on one device, at one precision: uint8 crops -> probabilities."""
 
     def __init__(
         self,
-        spec: ClassifierSpec,
+        spec: ModelSpec,
         weights_path: Path,
         device: "torch.device",
         dtype: "torch.dtype | None" = None,
@@ -91,7 +36,7 @@ class Classifier:
         self.categories = spec.categories()
         self.exact_decode = not fast_decode
         model = build_with_weights(spec, weights_path)
-        out_features = _num_outputs(model)
+        out_features = head_module(model, spec).out_features if spec.head else None
         if out_features is not None and out_features != len(self.categories):
             raise WeightsInvalid(
                 f"{spec.name} from {weights_path} has {out_features} outputs, "
@@ -101,6 +46,7 @@ class Classifier:
         # Weights are cast, not autocast: half-size weights halve memory traffic, and oneDNN's
         # bf16 kernels want both operands in bf16. channels_last suits oneDNN and cuDNN alike.
         self.model = model.to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
+        self._network = self.model  # what `head` names, also once compiled
         if compile:
             self.model = compile_frozen(self.model)
 
@@ -118,16 +64,7 @@ class Classifier:
     @property
     def feature_dim(self) -> int:
         """Width of the embedding the final classifier layer reads (2048 for ResNet101)."""
-        return self._classifier_layer().in_features
-
-    def _classifier_layer(self):
-        layer = _classifier_layer(self.model, len(self.categories))
-        if layer is None:
-            raise UsageProblem(
-                f"--save-features: {self.spec.name} has no final Linear layer whose input is the embedding",
-                ["use a model whose classifier is a Linear layer (resnet*, efficientnet*, vit_*, ...)"],
-            )
-        return layer
+        return head_module(self._network, self.spec).in_features
 
     def forward(
         self, arrays: list["np.ndarray"], top: int, pad_to: int | None = None, features: bool = False
@@ -148,7 +85,7 @@ class Classifier:
         captured: list = []
         hook = None
         if features:
-            hook = self._classifier_layer().register_forward_pre_hook(
+            hook = head_module(self._network, self.spec).register_forward_pre_hook(
                 lambda _module, inputs: captured.append(inputs[0])
             )
         try:
@@ -164,14 +101,6 @@ class Classifier:
         return probs.cpu().numpy(), best.cpu().numpy(), embedding
 
 
-def _num_outputs(model) -> int | None:
-    last = None
-    for module in model.modules():
-        if hasattr(module, "out_features"):
-            last = module.out_features
-    return last
-
-
 def compile_frozen(model: "torch.nn.Module") -> "torch.nn.Module":
     """torch.compile with Inductor's freezing: weights become constants, folded and pre-packed.
 
@@ -184,25 +113,3 @@ def compile_frozen(model: "torch.nn.Module") -> "torch.nn.Module":
     inductor_config.freezing = True
     return torch.compile(model, dynamic=False)
 
-
-def _classifier_layer(model, num_classes: int):
-    """The last Linear layer with one output per class: its input is the embedding."""
-    from torch import nn
-
-    last = None
-    for module in model.modules():
-        if isinstance(module, nn.Linear) and module.out_features == num_classes:
-            last = module
-    return last
-
-
-def feature_dim_without_weights(spec: ClassifierSpec, num_classes: int) -> int:
-    """The embedding width, from the architecture alone (built on the meta device: no memory)."""
-    import torch
-
-    with torch.device("meta"):
-        model = spec.build()
-    layer = _classifier_layer(model, num_classes)
-    if layer is None:
-        raise UsageProblem(f"--save-features: {spec.name} has no final Linear layer whose input is the embedding")
-    return layer.in_features

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ptmcli.errors import WeightsInvalid
-from ptmcli.models.weights import check_keys, load_state_dict
+from ptmcli.models.checkpoints import check_keys, load_state_dict
 from ptmcli.pipeline.images import open_image
 
 if TYPE_CHECKING:
@@ -43,9 +43,6 @@ MIN_SIDE = 8
 # (64-channel full-resolution maps plus convolution workspace): 2 megapixels is about 1.9 GB, and
 # a 3000 x 2000 photo (about 6 GB) runs on its own.
 DEFAULT_PIXEL_BUDGET = 1 << 21
-
-# (ngf, n_blocks) of both published horse2zebra files: 11,378,179 parameters.
-BOOK_SHAPE = (64, 9)
 
 _INSTANCE_NORM_EXTRAS = ("running_mean", "running_var", "num_batches_tracked")
 

@@ -1,4 +1,4 @@
-"""Find, fetch, verify and load weight files: the one search order ptm uses everywhere.
+"""Find, fetch and verify weight files: the one search order ptm uses everywhere.
 
 Search order for a known file (first hit wins):
   1. --weights FILE (used as given; never hash-checked against the published file)
@@ -9,6 +9,11 @@ Search order for a known file (first hit wins):
   6. inside the installed Python package that ships it (efficientnet_lite0)
 Downloads of torchvision's files go to torchvision's cache, so ptm and torchvision share one copy;
 other downloads, and files brought with `ptm weights add`, go to the user cache.
+
+A copy is good when it passes any one published check: its SHA-256 (full, or the prefix
+torchvision puts in its file names), or the git blob id of a repository that holds it (the book's
+horse2zebra_0.4.0.pth). Digests are remembered by size and mtime (`verified.json`), so an
+unchanged file is read once.
 
 A file with no published checksum (the CycleGAN project's horse2zebra.pth) is downloaded only when
 asked explicitly; ptm then pins the SHA-256 it received (`pinned.json` beside the verified memo) and
@@ -25,17 +30,13 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from ptmcli.atomic import replacing
 from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
-from ptmcli.models.registry import GENERATOR_WEIGHTS, WeightFile, package_file_path
-
-if TYPE_CHECKING:
-    import torch
+from ptmcli.models.registry import WeightFile, known_weight_files, offline_alternative, package_file_path
 
 _CHUNK = 1 << 20
 
@@ -89,7 +90,8 @@ def search_order() -> list[tuple[str, str]]:
     order.append(("repository weights/", str(repo) if repo else "(not a source checkout)"))
     order.append(("user cache", str(user_cache_dir())))
     order.append(("torchvision cache", str(torch_hub_checkpoints())))
-    order.append(("installed package", "the Python package that ships the file (efficientnet_lite0)"))
+    shipped = ", ".join(w.name for w in known_weight_files() if w.ships_with_ptm)
+    order.append(("installed package", f"the Python package that ships the file ({shipped})"))
     return order
 
 
@@ -110,6 +112,10 @@ def find(weight: WeightFile) -> Path | None:
 
 # --- hashing, with a memo so a 170 MB file is hashed once, not on every run ---------------
 
+SHA256 = "sha256"
+GIT_BLOB = "git_blob_sha1"  # what `git hash-object` prints: SHA-1 of b"blob <size>\0" + content
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -118,15 +124,28 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def git_blob_sha1_of(path: Path) -> str:
+    """The id git gives the file's content as a blob (`git hash-object FILE`)."""
+    with open(path, "rb") as handle:
+        digest = hashlib.sha1(b"blob %d\0" % os.fstat(handle.fileno()).st_size)
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_HASHERS = {SHA256: sha256_of, GIT_BLOB: git_blob_sha1_of}
+
+
 def _memo_path() -> Path:
     return _cache_home() / "ptm" / "verified.json"
 
 
 def _read_memo() -> dict:
     try:
-        return json.loads(_memo_path().read_text())
+        memo = json.loads(_memo_path().read_text())
     except (OSError, ValueError):
         return {}
+    return memo if isinstance(memo, dict) else {}
 
 
 def _write_memo(memo: dict) -> None:
@@ -136,40 +155,42 @@ def _write_memo(memo: dict) -> None:
         pass  # a read-only cache only costs a re-hash next time
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of `path`, remembered by (size, mtime) so unchanged files are not re-read."""
+def _fresh_entry(memo: dict, path: Path, stat: os.stat_result) -> dict | None:
+    entry = memo.get(str(path.resolve()))
+    if isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return entry
+    return None
+
+
+def file_digest(path: Path, kind: str = SHA256, reread: bool = False) -> str:
+    """`kind` (SHA256 or GIT_BLOB) of `path`, remembered by (size, mtime) so an unchanged file is
+    read once; `reread` ignores (and refreshes) what was remembered."""
     stat = path.stat()
-    key = str(path.resolve())
     memo = _read_memo()
-    entry = memo.get(key)
-    if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
-        return entry["sha256"]
-    digest = sha256_of(path)
-    memo[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+    entry = None if reread else _fresh_entry(memo, path, stat)
+    if entry is not None and kind in entry:
+        return entry[kind]
+    digest = _HASHERS[kind](path)
+    entry = entry or {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    entry[kind] = digest
+    memo[str(path.resolve())] = entry
     _write_memo(memo)
     return digest
 
 
-def remembered_sha256(path: Path) -> str | None:
-    """The memo's SHA-256 for `path` if the file is unchanged since it was hashed; never reads it."""
+def file_sha256(path: Path) -> str:
+    """SHA-256 of `path`, remembered by (size, mtime) so unchanged files are not re-read."""
+    return file_digest(path, SHA256)
+
+
+def remembered_digest(path: Path, kind: str = SHA256) -> str | None:
+    """The memo's digest for `path` if the file is unchanged since it was hashed; never reads it."""
     try:
         stat = path.stat()
     except OSError:
         return None
-    entry = _read_memo().get(str(path.resolve()))
-    if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
-        return entry["sha256"]
-    return None
-
-
-def rehash(path: Path) -> str:
-    """Read the whole file again, ignoring (and refreshing) the memo."""
-    stat = path.stat()
-    digest = sha256_of(path)
-    memo = _read_memo()
-    memo[str(path.resolve())] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
-    _write_memo(memo)
-    return digest
+    entry = _fresh_entry(_read_memo(), path, stat)
+    return entry.get(kind) if entry else None
 
 
 # --- pins: the SHA-256 ptm saw for files whose publisher gives none ------------------------------
@@ -199,38 +220,96 @@ def pin(weight: WeightFile, digest: str, size: int, origin: str) -> None:
     atomic_write_bytes(_pins_path(), json.dumps(pins, indent=1, sort_keys=True).encode())
 
 
-def expected_sha256(weight: WeightFile) -> str | None:
-    """The published hash (full or torchvision's prefix), else the pinned one, else None."""
-    return weight.expected_hash() or pinned_sha256(weight)
+# --- checks: a copy is good when it passes any one of them ---------------------------------------
+
+@dataclass(frozen=True)
+class Check:
+    """One way a copy can be recognised: `label` for people, `kind` of digest, the `expected` value
+    (a prefix for torchvision's file-name hashes)."""
+
+    label: str  # "sha256", "sha256 prefix", "git blob id" or "pinned"
+    kind: str
+    expected: str
+
+    def passes(self, digest: str) -> bool:
+        return digest.startswith(self.expected)
+
+    @property
+    def title(self) -> str:
+        """For sentences: "SHA-256", "SHA-256 prefix", "git blob id", "pinned SHA-256"."""
+        return {"sha256": "SHA-256", "sha256 prefix": "SHA-256 prefix", "pinned": "pinned SHA-256"}.get(
+            self.label, self.label)
 
 
-def hash_matches(digest: str, weight: WeightFile) -> bool | None:
-    """True/False against the published (or pinned) hash; None when there is nothing to check."""
-    expected = expected_sha256(weight)
-    if not expected:
-        return None
-    return digest.startswith(expected.lower())
+def checks_of(weight: WeightFile) -> list[Check]:
+    """The published checks of `weight` (any one suffices), else its pin, else none."""
+    checks = []
+    if weight.sha256:
+        checks.append(Check("sha256", SHA256, weight.sha256.lower()))
+    elif weight.sha256_prefix:
+        checks.append(Check("sha256 prefix", SHA256, weight.sha256_prefix.lower()))
+    if weight.git_blob_sha1:
+        checks.append(Check("git blob id", GIT_BLOB, weight.git_blob_sha1.lower()))
+    if not checks:
+        pinned = pinned_sha256(weight)
+        if pinned:
+            checks.append(Check("pinned", SHA256, pinned.lower()))
+    return checks
 
 
-def verify(path: Path, weight: WeightFile) -> None:
-    """Refuse a file that does not match its published hash (torch.hub checks only at download)."""
-    expected = expected_sha256(weight)
-    if not expected:
-        return
-    digest = file_sha256(path)
-    if not hash_matches(digest, weight):
-        if weight.expected_hash():
-            raise WeightsInvalid(
-                f"weights file {path} is damaged or not the published {weight.filename} "
-                f"(sha256 {digest[:16]}..., expected {expected[:16]}...)",
-                [f"delete it and run again online, or `ptm weights fetch {weight.name} --force`"],
-            )
+@dataclass(frozen=True)
+class Verdict:
+    """What a copy's digests say: the check it `passed` (None if none did), the checks there were,
+    and the digests computed (kind -> hex), which are all that was needed to decide."""
+
+    passed: Check | None
+    checks: tuple[Check, ...]
+    digests: dict
+
+    @property
+    def ok(self) -> bool:
+        return self.passed is not None or not self.checks
+
+    def describe(self) -> str:
+        """'sha256 0123..., expected abcd...; git blob id ...' for an error message."""
+        parts = []
+        for check in self.checks:
+            found = self.digests.get(check.kind)
+            name = "sha256" if check.label == "pinned" else check.label
+            parts.append(f"{name} {found[:16] + '...' if found else 'not computed'}, "
+                         f"{'pinned' if check.label == 'pinned' else 'expected'} {check.expected[:16]}...")
+        return "; ".join(parts)
+
+
+def judge(weight: WeightFile, digest_of: Callable[[str], str | None]) -> Verdict:
+    """Try each check in turn, asking `digest_of(kind)` only for the digests a check needs (None:
+    unknown), so a file that passes its SHA-256 is never read for its git blob id."""
+    checks = tuple(checks_of(weight))
+    digests: dict = {}
+    for check in checks:
+        if check.kind not in digests:
+            digests[check.kind] = digest_of(check.kind)
+        if digests[check.kind] is not None and check.passes(digests[check.kind]):
+            return Verdict(check, checks, digests)
+    return Verdict(None, checks, digests)
+
+
+def verify(path: Path, weight: WeightFile) -> str | None:
+    """Refuse a file that passes none of its checks (torch.hub checks only at download); return
+    the check it passed ("sha256", "sha256 prefix", "git blob id", "pinned"), None if there are none."""
+    verdict = judge(weight, lambda kind: file_digest(path, kind))
+    if verdict.ok:
+        return verdict.passed.label if verdict.passed else None
+    if weight.published:
         raise WeightsInvalid(
-            f"weights file {path} changed since ptm first accepted {weight.filename} "
-            f"(sha256 {digest[:16]}..., pinned {expected[:16]}...)",
-            [f"if you replaced it on purpose: `ptm weights add {weight.name} FILE --force` pins the new copy",
-             f"otherwise delete it and `ptm weights fetch {weight.name} --allow-unverified --force`"],
+            f"weights file {path} is damaged or not the published {weight.filename} ({verdict.describe()})",
+            [f"delete it and run again online, or `ptm weights fetch {weight.name} --force`"],
         )
+    raise WeightsInvalid(
+        f"weights file {path} changed since ptm first accepted {weight.filename} ({verdict.describe()})",
+        [f"if you replaced it on purpose: `ptm weights add {weight.name} FILE --force` pins the new copy",
+         f"otherwise delete it and `ptm weights fetch {weight.name} --allow-unverified --force`"],
+    )
 
 
 @dataclass(frozen=True)
@@ -239,9 +318,12 @@ class WeightState:
 
     weight: WeightFile
     path: Path | None
-    # verified | pinned | mismatch | unchecked (present, not hashed yet) | no published hash | missing
+    # "verified (sha256)" | "verified (sha256 prefix)" | "verified (git blob id)" | pinned | mismatch
+    # | unchecked (present, not hashed yet) | no published hash | missing
     check: str
     sha256: str | None = None
+    git_blob_sha1: str | None = None
+    verdict: Verdict | None = None  # what the checks said, when a digest was known
 
 
 def state_of(weight: WeightFile, reread: bool = False) -> WeightState:
@@ -249,15 +331,28 @@ def state_of(weight: WeightFile, reread: bool = False) -> WeightState:
     path = find(weight)
     if path is None:
         return WeightState(weight, None, "missing")
-    digest = rehash(path) if reread else remembered_sha256(path)
-    if digest is None:
-        return WeightState(weight, path, "unchecked")
-    verdict = hash_matches(digest, weight)
-    if verdict is None:
-        return WeightState(weight, path, "no published hash", digest)
-    if not verdict:
-        return WeightState(weight, path, "mismatch", digest)
-    return WeightState(weight, path, "verified" if weight.expected_hash() else "pinned", digest)
+    # Each digest read at most once here, even where the memo cannot be written (a read-only cache).
+    known: dict = {SHA256: file_digest(path, SHA256, reread=True)} if reread else {}
+
+    def digest_of(kind: str) -> str | None:
+        if kind not in known:
+            known[kind] = file_digest(path, kind) if reread else remembered_digest(path, kind)
+        return known[kind]
+
+    verdict = judge(weight, digest_of)
+    sha256 = digest_of(SHA256)
+    blob = known.get(GIT_BLOB) or (None if reread else remembered_digest(path, GIT_BLOB))
+
+    def state(check: str) -> WeightState:
+        return WeightState(weight, path, check, sha256, blob, verdict)
+
+    if not verdict.checks:
+        return state("no published hash" if sha256 else "unchecked")
+    if verdict.passed is not None:
+        return state("pinned" if verdict.passed.label == "pinned" else f"verified ({verdict.passed.label})")
+    if any(d is None for d in verdict.digests.values()):
+        return state("unchecked")  # not everything that could pass it has been computed yet
+    return state("mismatch")
 
 
 # --- locating, with the network only when allowed -------------------------------------------
@@ -270,7 +365,7 @@ def not_found(weight: WeightFile, offline: bool, reason: str = "") -> WeightsNot
     elif reason:
         hints.append(f"download failed: {reason}")
     ways = ["pass a local copy with --weights FILE"]
-    if weight.url and weight.expected_hash():
+    if weight.url and weight.published:
         ways.append(f"go online and run `ptm weights fetch {weight.name}` (downloads {weight.url})")
     elif weight.url:
         ways.append(f"`ptm weights fetch {weight.name} --allow-unverified` (downloads {weight.url}, "
@@ -278,8 +373,9 @@ def not_found(weight: WeightFile, offline: bool, reason: str = "") -> WeightsNot
     ways.append(f"copy in a file you have with `ptm weights add {weight.name} FILE`")
     if weight.install_hint.startswith("pip "):
         ways.append(weight.install_hint)
-    if weight.name != "efficientnet_lite0" and weight.name not in GENERATOR_WEIGHTS:
-        ways.append("or use --model efficientnet_lite0, whose weights install with ptm")
+    alternative = offline_alternative(weight)
+    if alternative:
+        ways.append(f"or use --model {alternative}, whose weights install with ptm")
     hints.append("fix: " + "; ".join(ways))
     return WeightsNotFound(f"no weights for {weight.name} ({weight.filename}) on this machine", hints)
 
@@ -298,7 +394,7 @@ def resolve(
         return path
     found = find(weight)
     if found is not None:
-        if not expected_sha256(weight):
+        if not checks_of(weight):
             # A file placed by hand with no published hash: trust it now, and only this content later.
             try:
                 pin(weight, file_sha256(found), found.stat().st_size, f"first found at {found}")
@@ -308,7 +404,7 @@ def resolve(
         return found
     if offline or not weight.url:
         raise not_found(weight, offline)
-    if not weight.expected_hash():
+    if not weight.published:
         raise unverified_refused(weight)
     try:
         return fetch(weight, progress=progress)
@@ -334,10 +430,10 @@ def fetch(
     """Download `weight` to its cache folder and check it; pin the hash of an unpublished one."""
     if not weight.url:
         raise not_found(weight, offline=False)
-    if not weight.expected_hash() and not allow_unverified:
+    if not weight.published and not allow_unverified:
         raise unverified_refused(weight)
     destination = download(weight.url, download_destination(weight), weight, progress=progress)
-    if not weight.expected_hash():
+    if not weight.published:
         pin(weight, file_sha256(destination), destination.stat().st_size, weight.url)
     return destination
 
@@ -349,7 +445,8 @@ def download(
     progress: Callable[[int, int | None], None] | None = None,
     timeout: float = 30.0,
 ) -> Path:
-    """Stream `url` to `destination.part`, check size and hash, then rename into place.
+    """Stream `url` to `destination.part`, check it against `weight`'s published digests, then
+    rename it into place.
 
     A failed or interrupted transfer leaves no file under the final name.
     """
@@ -370,15 +467,12 @@ def download(
                         progress(received, total)
         if total is not None and received != total:
             raise DownloadFailed(f"transfer cut off at {received:,} of {total:,} bytes")
-        if weight is not None:
-            if weight.size is not None and received != weight.size:
-                raise DownloadFailed(f"got {received:,} bytes, expected {weight.size:,}")
-            published = weight.expected_hash()
-            if published and not digest.hexdigest().startswith(published.lower()):
-                raise DownloadFailed(
-                    f"sha256 {digest.hexdigest()[:16]}... does not match the published "
-                    f"{published[:16]}..."
-                )
+        if weight is not None and weight.published:
+            streamed = digest.hexdigest()
+            verdict = judge(weight, lambda kind: streamed if kind == SHA256 else _HASHERS[kind](partial))
+            if not verdict.ok:
+                raise DownloadFailed(f"does not match the published {weight.filename} "
+                                     f"({verdict.describe()}{_size_note(weight, received)})")
         os.replace(partial, destination)
     except urllib.error.HTTPError as exc:
         partial.unlink(missing_ok=True)
@@ -391,94 +485,6 @@ def download(
         partial.unlink(missing_ok=True)
         raise
     return destination
-
-
-# --- loading ----------------------------------------------------------------------------------
-
-def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
-    """torch.load with weights_only=True, memory-mapped where the format allows."""
-    import pickle
-    import zipfile
-
-    import torch
-
-    kwargs = {"map_location": "cpu", "weights_only": True}
-    try:
-        with warnings.catch_warnings():
-            # e.g. "Detected pickle protocol 4": noise about a file that is refused anyway.
-            warnings.simplefilter("ignore", UserWarning)
-            try:
-                state = torch.load(path, mmap=True, **kwargs)
-            except RuntimeError as exc:
-                if "mmap" not in str(exc) and "zip" not in str(exc):
-                    raise
-                state = torch.load(path, **kwargs)  # legacy (pre-1.6) format cannot be mapped
-    except pickle.UnpicklingError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        # torch names the first thing it would not build ("Unsupported global: GLOBAL posix.system").
-        named = next((line for line in lines if "GLOBAL" in line or "global" in line), None)
-        if named is None:
-            detail = next((line for line in lines if line.startswith("Unsupported")), "not a pickle ptm can read")
-            raise WeightsInvalid(
-                f"weights file {path} is not a readable PyTorch file ({detail[:160]})",
-                ["delete it and download it again, or pass another file with --weights"],
-            ) from None
-        raise WeightsInvalid(
-            f"weights file {path} was refused: it holds more than tensors ({named[:160]})",
-            ["ptm loads only plain state dicts (torch.load weights_only=True); "
-             "re-save the file with torch.save(model.state_dict(), path)"],
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as exc:
-        # A text or random file dies inside the unpickler with KeyError/IndexError (an unknown opcode).
-        reason = (str(exc).splitlines() or [""])[0][:160]
-        if isinstance(exc, (KeyError, IndexError)):
-            reason = f"{type(exc).__name__} {reason} while unpickling"
-        raise WeightsInvalid(
-            f"weights file {path} is not a readable PyTorch file ({reason})",
-            ["delete it and download it again, or pass another file with --weights"],
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]  # training checkpoints wrap the weights
-    if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
-        raise WeightsInvalid(
-            f"weights file {path} does not hold a state dict (name -> tensor)",
-            ["save it with torch.save(model.state_dict(), path)"],
-        )
-    return state
-
-
-def check_keys(
-    model: "torch.nn.Module", state: dict, path: Path, model_name: str, hints: list[str] | None = None
-) -> None:
-    """Refuse a state dict of another layout, naming the keys that do not fit."""
-    expected = model.state_dict()
-    # Checkpoints from before PyTorch 0.4.1 have no BatchNorm step counters; BatchNorm's own loader
-    # fills them in (torchvision's older ImageNet files, DenseNet's among them, are like that).
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    wrong_shape = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    if not (missing or unexpected or wrong_shape):
-        return
-
-    def some(keys: list[str]) -> str:
-        shown = ", ".join(keys[:4])
-        return shown + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing: {some(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected: {some(unexpected)}")
-    if wrong_shape:
-        parts.append(f"{len(wrong_shape)} of another shape: {some(wrong_shape)}")
-    raise WeightsInvalid(
-        f"weights file {path} does not fit {model_name}: " + "; ".join(parts),
-        hints or ["pass the weights of this model, or pick the model they belong to with --model"],
-    )
 
 
 def add_file(
@@ -494,21 +500,21 @@ def add_file(
     """
     if not source.is_file():
         raise WeightsNotFound(f"{source} is not a file", ["name the weight file to add"])
-    digest = rehash(source)
-    published = weight.expected_hash()
-    if published and not digest.startswith(published.lower()):
-        raise WeightsInvalid(
-            f"{source} is not the published {weight.filename} "
-            f"(sha256 {digest[:16]}..., expected {published[:16]}...)",
-            [f"`ptm weights fetch {weight.name}` downloads the published file"],
-        )
-    if weight.size is not None and source.stat().st_size != weight.size:
-        raise WeightsInvalid(f"{source} has {source.stat().st_size:,} bytes, expected {weight.size:,}")
+    digest = file_digest(source, reread=True)
+    published = weight.published
+    if published:
+        verdict = judge(weight, lambda kind: file_digest(source, kind))
+        if not verdict.ok:
+            raise WeightsInvalid(
+                f"{source} is not the published {weight.filename} "
+                f"({verdict.describe()}{_size_note(weight, source.stat().st_size)})",
+                [f"`ptm weights fetch {weight.name}` downloads the published file"],
+            )
     if check is not None:
         check(source)
     destination = user_cache_dir() / weight.filename
     if destination.is_file():
-        if rehash(destination) == digest:
+        if file_digest(destination, reread=True) == digest:
             if not published:
                 pin(weight, digest, source.stat().st_size, f"ptm weights add {source}")
             return destination
@@ -522,6 +528,14 @@ def add_file(
     if not published:
         pin(weight, digest, source.stat().st_size, f"ptm weights add {source}")
     return destination
+
+
+def _size_note(weight: WeightFile, size: int) -> str:
+    # Size alone decides nothing (a git blob id match accepts a copy whatever size is recorded),
+    # but says at once whether the transfer or the file is cut short.
+    if weight.size is None or size == weight.size:
+        return ""
+    return f"; {size:,} bytes, expected {weight.size:,}"
 
 
 def atomic_copy(source: Path, destination: Path) -> None:

@@ -102,7 +102,7 @@ def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: Te
     """Zebrafy every input; returns the exit code (0, 1 some failed, 128+N stopped by signal N)."""
     from ptmcli import startup
     from ptmcli.models.cyclegan import Zebrafier
-    from ptmcli.models.registry import get_generator_weights
+    from ptmcli.models.registry import get_generator
     from ptmcli.pipeline.device import resolve_device_and_precision
     from ptmcli.pipeline.loading import locate_weights
     from ptmcli.pipeline.signals import StopOnSignal
@@ -110,7 +110,7 @@ def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: Te
     from ptmcli.sinks.progress import error_line, progress
 
     jobs = plan(options, stdin)
-    weight = get_generator_weights(options.model)
+    weight = get_generator(options.model).weights
     device, dtype = resolve_device_and_precision(options.device, options.precision)
     weights_path = locate_weights(weight, options.weights, options.offline)
     zebra = Zebrafier(weights_path, device, short_side=options.size, label=f"the {weight.name} generator",

@@ -112,9 +112,9 @@ class RayEngine:
         self.device = device
 
     def feature_dim(self) -> int:
-        from ptmcli.models.classifier import feature_dim_without_weights
+        from ptmcli.models.heads import feature_dim
 
-        return feature_dim_without_weights(self.spec, len(self.categories))
+        return feature_dim(self.spec)
 
     def run(self, work: Sequence[tuple[int, "InputItem"]], *, top: int, batch_size: int, pad_to: int,
             probabilities: bool, features: bool, fail_fast: bool) -> Iterator[tuple[list[int], "BatchOutput"]]:
