@@ -109,12 +109,12 @@ def test_checkpoint_loads_into_ptms_build_and_computes_like_torchvision(name, tm
 
 @pytest.mark.slow
 def test_committed_table_is_what_the_installed_torchvision_says():
-    from ptmcli.models.torchvision_classifiers import CLASSIFIERS
-    from ptmcli.models.torchvision_table import rows
+    from ptmcli.models.torchvision_table import committed, rows
 
+    _, CLASSIFIERS = committed()
     fresh = rows()
     changed = sorted(n for n in set(fresh) | set(CLASSIFIERS) if fresh.get(n) != CLASSIFIERS.get(n))
-    assert not changed, (f"torchvision_classifiers.py differs from the installed torchvision for {changed}: "
+    assert not changed, (f"torchvision_classifiers.json differs from the installed torchvision for {changed}: "
                          "run python -m ptmcli.models.torchvision_table --write")
 
 
@@ -226,12 +226,13 @@ def fresh_registry():
 
 
 def test_a_model_missing_from_the_table_comes_from_torchvision_itself(monkeypatch, fresh_registry):
-    from ptmcli.models import torchvision_classifiers
+    from ptmcli.models import torchvision_table
 
     table_spec = get_classifier("resnet18")
     registry._models.cache_clear()
-    shorter = {n: row for n, row in torchvision_classifiers.CLASSIFIERS.items() if n != "resnet18"}
-    monkeypatch.setattr(torchvision_classifiers, "CLASSIFIERS", shorter)
+    version, classifiers = torchvision_table.committed()
+    shorter = {n: row for n, row in classifiers.items() if n != "resnet18"}
+    monkeypatch.setattr(torchvision_table, "committed", lambda: (version, shorter))
     monkeypatch.setattr(registry, "_installed_torchvision_version", lambda: "99.0 (newer than the table)")
     assert "resnet18" in model_names(CLASSIFY)
     live = get_classifier("resnet18")

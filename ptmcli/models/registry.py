@@ -1,6 +1,6 @@
 """Models and their weight files, described as data: one `ModelSpec` per model, in one registry.
 
-Every torchvision ImageNet classifier comes from a committed table (torchvision_classifiers.py,
+Every torchvision ImageNet classifier comes from a committed table (torchvision_classifiers.json,
 generated from torchvision's own `Weights` metadata by `python -m ptmcli.models.torchvision_table
 --write`), so naming the default model, reading its preprocessing or listing them all imports
 neither torch nor torchvision. ptm adds the models torchvision does not ship (EfficientNet-Lite0,
@@ -306,8 +306,9 @@ def _installed_torchvision_version() -> str | None:
 def _names_beyond_the_table() -> tuple[str, ...]:
     """torchvision classifiers the committed table lacks: none when the installed torchvision is
     the one the table was made from (then nothing is imported), else asked of torchvision itself."""
-    from ptmcli.models.torchvision_classifiers import CLASSIFIERS, TORCHVISION_VERSION
+    from ptmcli.models.torchvision_table import committed
 
+    TORCHVISION_VERSION, CLASSIFIERS = committed()
     installed = _installed_torchvision_version()
     if installed is None or installed == TORCHVISION_VERSION:
         return ()
@@ -432,8 +433,9 @@ def generator_spec(weights: WeightFile, shape: tuple[int, int] = BOOK_GENERATOR_
 @lru_cache(maxsize=1)
 def _models() -> Registry:
     """Every model ptm knows; torchvision classifiers missing from the table join on first lookup."""
-    from ptmcli.models.torchvision_classifiers import CLASSIFIERS
+    from ptmcli.models.torchvision_table import committed
 
+    _, CLASSIFIERS = committed()
     return Registry([
         *(torchvision_spec(name, row) for name, row in CLASSIFIERS.items()),
         EFFICIENTNET_LITE0_SPEC,
