@@ -49,7 +49,7 @@ import json, statistics, sys, time
 from pathlib import Path
 import torch
 from ptmcli.pipeline.device import resolve_device, resolve_precision
-from ptmcli.models.cyclegan import Zebrafier
+from ptmcli.models.generator import Zebrafier
 weights, image, device, repeats, precision, compile_ = sys.argv[1:7]
 dev = resolve_device(device)
 zebra = Zebrafier(Path(weights), dev, dtype=resolve_precision(precision, dev), compile=compile_ == "1")

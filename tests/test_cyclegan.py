@@ -8,8 +8,9 @@ import torch
 from zebra_helpers import save_generator
 
 from ptmcli.errors import WeightsInvalid
-from ptmcli.models import cyclegan
-from ptmcli.models.cyclegan import ResNetGenerator, Zebrafier, load_generator, processed_size
+from ptmcli.models import generator
+from ptmcli.models.cyclegan import ResNetGenerator, load_generator
+from ptmcli.models.generator import Zebrafier, processed_size
 from ptmcli.models.registry import BOOK_GENERATOR_SHAPE
 from ptmcli.pipeline.zebrafy import translate_batches
 
@@ -150,7 +151,7 @@ def test_too_large_for_32_bit_indexing_is_a_per_input_message(small_zebra, make_
 def test_a_photo_larger_than_free_memory_is_refused_before_it_starts(small_zebra, make_image, monkeypatch):
     from ptmcli.pipeline.inputs import InputItem
 
-    monkeypatch.setattr(cyclegan, "available_memory", lambda: 100 * 2**20)  # 100 MiB free
+    monkeypatch.setattr(generator, "available_memory", lambda: 100 * 2**20)  # 100 MiB free
     big, small = make_image("big.png", size=(3000, 2000)), make_image("small.png", size=(40, 30))
     results = [r for batch in translate_batches(small_zebra, [InputItem(str(big)), InputItem(str(small))], batch_size=4)
                for r in batch]

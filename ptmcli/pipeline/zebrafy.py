@@ -22,7 +22,7 @@ from ptmcli.sinks.images import DEFAULT_NAME
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ptmcli.models.cyclegan import Zebrafier
+    from ptmcli.models.generator import Zebrafier
 
 @dataclass(frozen=True, kw_only=True)
 class ZebrafyOptions:
@@ -101,7 +101,7 @@ def translate_batches(zebra: "Zebrafier", items: Sequence[InputItem], batch_size
 def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Zebrafy every input; returns the exit code (0, 1 some failed, 128+N stopped by signal N)."""
     from ptmcli import startup
-    from ptmcli.models.cyclegan import Zebrafier
+    from ptmcli.models.generator import Zebrafier
     from ptmcli.models.registry import get_generator
     from ptmcli.pipeline.device import resolve_device_and_precision
     from ptmcli.pipeline.loading import locate_weights
