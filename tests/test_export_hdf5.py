@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from tensor_helpers import assert_same, ptm_here, write_tensor
 from test_inspect_tensor import RunsCode, hostile_files, tensors_
 
+from ptmcli.sinks.formats import json_safe
 from ptmcli.tensorio.export_hdf5 import ExportOptions, export_hdf5
-from ptmcli.tensorio.render import json_safe
-from ptmcli.tensorio.tensors import inspect_file, open_tensor_file
+from ptmcli.tensorio.readers import open_tensor_file
+from ptmcli.tensorio.summary import inspect_file
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HAS_H5LS = shutil.which("h5ls") is not None
@@ -117,7 +118,8 @@ def test_h5dump_reads_bfloat16_dimension_labels_and_gzip(tmp_path):
         d.dims[0].label, d.dims[1].label = "row", "col"
     ran = ptm_here("export-hdf5", src, "-o", tmp_path / "out.h5", "--compression", "gzip", "--level", "9")
     assert ran.returncode == 0, ran.stderr
-    dump = subprocess.run(["h5dump", "-d", "/x", str(tmp_path / "out.h5")], capture_output=True, text=True, check=True).stdout
+    dump = subprocess.run(["h5dump", "-d", "/x", str(tmp_path / "out.h5")], capture_output=True, text=True,
+                          check=True).stdout
     assert "H5T_IEEE_F32LE" in dump and "1.5, -2" in dump and "bfloat16" in dump and '"row"' in dump
     summary = inspect_file(str(tmp_path / "out.h5"), "x")
     assert summary.dtype == "bfloat16" and summary.names == ("row", "col")
@@ -253,9 +255,9 @@ def test_interrupted_export_leaves_nothing_and_keeps_the_old_file(tmp_path):
     out = tmp_path / "o.h5"
     export([tmp_path / "sd.pt"], out)
     before = out.read_bytes()
-    with mock.patch("ptmcli.tensorio.export_hdf5._Writer._write_item", side_effect=KeyboardInterrupt):
+    with mock.patch("ptmcli.tensorio.hdf5_writer.HDF5Writer._write_item", side_effect=KeyboardInterrupt):
         with pytest.raises(KeyboardInterrupt):
-            export([tmp_path / "sd.pt"], out, overwrite=True)
+            export([tmp_path / "sd.pt"], out, force=True)
         with pytest.raises(KeyboardInterrupt):
             export([tmp_path / "sd.pt"], tmp_path / "new.h5")
     assert out.read_bytes() == before
@@ -313,7 +315,8 @@ def test_fail_fast_writes_nothing(tmp_path):
 
 
 def test_bfloat16_round_trip_is_bit_exact(tmp_path):
-    bits = torch.tensor([0x3FC0, -0x0040, 0x7FC1, 0x0001, -0x8000], dtype=torch.int16)  # 1.5, -NaN, NaN payload, tiny, -0
+    # 1.5, -NaN, NaN payload, tiny, -0
+    bits = torch.tensor([0x3FC0, -0x0040, 0x7FC1, 0x0001, -0x8000], dtype=torch.int16)
     t = bits.view(torch.bfloat16)
     torch.save(t, tmp_path / "b.pt")
     export([tmp_path / "b.pt"], tmp_path / "b.h5", dataset="b")

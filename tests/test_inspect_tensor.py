@@ -20,8 +20,12 @@ from hypothesis import strategies as st
 from tensor_helpers import assert_same, ptm_here, write_tensor
 
 from ptmcli.errors import InputError
-from ptmcli.tensorio import tensors
-from ptmcli.tensorio.tensors import compute_stats, inspect_file, iter_blocks, open_tensor_file
+from ptmcli.tensorio import sniff
+from ptmcli.tensorio import stats as tensor_stats
+from ptmcli.tensorio.readers import open_tensor_file
+from ptmcli.tensorio.readers.torch import torch_item
+from ptmcli.tensorio.stats import compute_stats, iter_blocks
+from ptmcli.tensorio.summary import inspect_file
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -140,7 +144,8 @@ def test_state_dict_table_totals_and_shared_storage(tmp_path):
     torch.save(checkpoint, tmp_path / "ckpt.pt")
     out = ptm_here("inspect-tensor", tmp_path / "ckpt.pt", "-f", "json").json()
     names = [e["name"] for e in out["entries"]]
-    assert names == ["epoch", "model.a.weight", "model.a.row", "model.head.weight", "model.tied.weight", "log.0", "log.1"]
+    assert names == ["epoch", "model.a.weight", "model.a.row", "model.head.weight", "model.tied.weight",
+                     "log.0", "log.1"]
     assert out["tensors"] == 5
     assert out["total_params"] == 12 + 4 + 10 + 10 + 2
     assert out["storage_bytes"] == 48 + 40 + 8
@@ -207,8 +212,8 @@ def test_text_and_table_output(tmp_path):
 def test_blockwise_statistics_equal_whole_tensor_statistics(t, budget):
     from unittest import mock
 
-    item = tensors._torch_item("t", t, {})
-    with mock.patch.object(tensors, "BLOCK_ELEMENTS", budget):  # many blocks, merged
+    item = torch_item("t", t, {})
+    with mock.patch.object(tensor_stats, "BLOCK_ELEMENTS", budget):  # many blocks, merged
         stats = compute_stats(item)
     assert stats.count == t.numel()
     if t.dtype.is_complex:
@@ -249,7 +254,7 @@ def test_inspect_reads_every_format_exactly(t, fmt):
         return
     with tempfile.TemporaryDirectory() as folder:
         path = write_tensor(t, Path(folder) / "t.bin", fmt)
-        assert tensors.detect_format(str(path)) == fmt
+        assert sniff.detect_format(str(path)) == fmt
         summary = inspect_file(str(path), "x" if fmt in ("npz", "safetensors") else None, preview_per_dim=100)
         assert summary.shape == tuple(t.shape)
         assert summary.dtype == str(t.dtype).removeprefix("torch.")
@@ -375,7 +380,7 @@ def test_missing_file_and_directory(tmp_path):
 
 def test_input_error_messages_name_the_file(tmp_path):
     with pytest.raises(InputError) as info:
-        tensors.detect_format(str(tmp_path / "absent"))
+        sniff.detect_format(str(tmp_path / "absent"))
     assert str(tmp_path / "absent") in info.value.message
 
 
