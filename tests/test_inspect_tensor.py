@@ -359,6 +359,38 @@ def test_hostile_files_are_one_line_errors_with_exit_1(tmp_path):
         assert len(ran.stderr.strip().splitlines()) == 1 and ran.stdout == ""
 
 
+def test_refused_entries_are_listed_named_on_stderr_and_exit_1(run_ptm, tmp_path):
+    path = tmp_path / "mixed.npz"
+    np.savez(path, **{"grp/good": np.arange(3), "grp/objects": np.array([{"a": 1}], dtype=object),
+                      "grp/more": np.array([None], dtype=object), "grp/other": np.ones(2)})
+    refused = "refused: an array of Python objects"
+    expected_stderr = [f"ptm: {path}: grp/objects: {refused}", f"ptm: {path}: grp/more: {refused}"]
+    text = run_ptm("inspect-tensor", path)
+    assert text.returncode == 1, text.stderr
+    # One line per refused entry, naming the file and the entry (the reason goes on after ";").
+    assert [line.split(";")[0] for line in text.stderr.splitlines()] == expected_stderr
+    rows = [line.split()[:2] for line in text.stdout.splitlines()]
+    assert ["grp/good", "(3,)"] in rows and ["grp/other", "(2,)"] in rows
+    assert ["grp/objects", "unreadable"] in rows and ["grp/more", "unreadable"] in rows
+    # JSON still lists the rest; the stderr lines name the full entry even under a prefix.
+    sub = run_ptm("inspect-tensor", path, "grp", "--format", "json")
+    assert sub.returncode == 1, sub.stderr
+    assert [line.split(";")[0] for line in sub.stderr.splitlines()] == expected_stderr
+    listing = json.loads(sub.stdout)
+    assert [(e["name"], e["kind"]) for e in listing["entries"]] == [
+        ("good", "tensor"), ("objects", "unreadable"), ("more", "unreadable"), ("other", "tensor")]
+    assert listing["tensors"] == 2 and listing["total_params"] == 5
+
+
+def test_a_null_dataspace_is_listed_and_is_no_failure(tmp_path):
+    with h5py.File(tmp_path / "n.h5", "w") as f:
+        f.create_dataset("empty", data=h5py.Empty("f"))
+        f.create_dataset("x", data=np.zeros(2))
+    ran = ptm_here("inspect-tensor", tmp_path / "n.h5", "-f", "json")
+    assert ran.returncode == 0 and ran.stderr == ""
+    assert [(e["name"], e["kind"]) for e in ran.json()["entries"]] == [("empty", "unreadable"), ("x", "tensor")]
+
+
 def test_hdf5_with_damaged_chunks(tmp_path):
     path = tmp_path / "d.h5"
     with h5py.File(path, "w") as f:

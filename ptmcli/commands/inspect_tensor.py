@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperCommand
 
 from ptmcli.commands.options import FormatOpt
+from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED
 from ptmcli.sinks.formats import Format
 
 
@@ -37,7 +38,7 @@ def inspect_tensor(
 ) -> None:
     """Show what a tensor is underneath: shape, dtype, stride, storage offset, statistics.
 
-    A file with many tensors (a state dict, .npz, safetensors, an HDF5 group) gets a table of entries with totals and which entries share one storage.
+    A file with many tensors (a state dict, .npz, safetensors, an HDF5 group) gets a table of entries with totals and which entries share one storage. An entry that cannot be read is listed, named on stderr, and makes the exit code 1.
 
     --select, --transpose, --view and --contiguous apply in the order typed and show each step's size, offset and stride, as chapter 3's exercises do by hand.
 
@@ -51,6 +52,7 @@ def inspect_tensor(
 
       ptm inspect-tensor data.h5 group/dataset --select '-2:'
     """
+    from ptmcli.sinks.console import error_line
     from ptmcli.tensorio.render import render_inspect
     from ptmcli.tensorio.summary import inspect_file
 
@@ -59,3 +61,7 @@ def inspect_tensor(
     ops = ctx.meta.get("ptm_view_ops", [])
     summary = inspect_file(file, key, ops, stats=stats, preview_per_dim=preview)
     render_inspect(summary, fmt, sys.stdout)
+    refused = summary.refused if summary.kind == "container" else ()
+    for name, why in refused:
+        error_line(f"{summary.file}: {name}: {why}")
+    raise typer.Exit(EXIT_SOME_FAILED if refused else EXIT_OK)

@@ -62,7 +62,7 @@ class Item:
         self._read_block = read_block
         self._gather = gather
         self.unreadable = unreadable  # why the data cannot be read; the entry is still listed
-        self.null_dataspace = False  # HDF5's "no data at all": listed, never read
+        self.null_dataspace = False  # HDF5's "no data at all": listed, never read, not an error
 
     @property
     def nbytes(self) -> int:
@@ -71,6 +71,11 @@ class Item:
     @property
     def meta(self) -> ViewMeta:
         return ViewMeta(self.shape, self.stride, self.storage_offset)
+
+    @property
+    def refused(self) -> bool:
+        """An entry whose data could not be read: a failure to report, unlike a null dataspace."""
+        return bool(self.unreadable) and not self.null_dataspace
 
     @property
     def data(self):

@@ -2,7 +2,8 @@
 
 One tensor gives a `TensorSummary` (its anatomy, statistics, a preview, each view step); anything
 holding several entries gives a `ContainerSummary` (a row per entry, totals, shared storage).
-Rendering lives in render.py.
+Rendering lives in render.py. Entries whose data cannot be read are listed as `unreadable` rows
+and named in `ContainerSummary.refused`, so the command can report them and exit 1.
 """
 
 from __future__ import annotations
@@ -84,11 +85,16 @@ class ContainerSummary:
     storage_bytes: int  # bytes of distinct storage: what shared views really take
     shared: tuple[SharedStorage, ...] = ()
     attrs: dict = field(default_factory=dict)
+    # (full entry name, reason) for each entry whose data cannot be read (a null dataspace can be).
+    refused: tuple[tuple[str, str], ...] = ()
 
     kind = "container"
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, **asdict(self)}
+        d = {"kind": self.kind, **asdict(self)}
+        # JSON already lists these as entries of kind "unreadable", with the reason as value.
+        del d["refused"]
+        return d
 
 
 def shared_groups(items: Sequence) -> list[tuple[list[Item], int]]:
@@ -146,10 +152,11 @@ def container_summary(tfile: TensorFile, prefix: str | None, items: Sequence, at
             rows.append(EntryRow(name, "tensor", it.shape, it.dtype, it.numel, it.nbytes,
                                  storage_group=group_of.get(id(it))))
     storage_bytes = sum(it.nbytes for it in tensors if id(it) not in group_of) + sum(size for _, size in groups)
+    refused = tuple((it.name, it.unreadable) for it in items if isinstance(it, Item) and it.refused)
     return ContainerSummary(
         file=tfile.path, format=tfile.label, key=prefix, entries=tuple(rows), tensors=len(tensors),
         total_params=sum(it.numel for it in tensors), total_bytes=sum(it.nbytes for it in tensors),
-        storage_bytes=storage_bytes, shared=tuple(shared), attrs=attrs,
+        storage_bytes=storage_bytes, shared=tuple(shared), attrs=attrs, refused=refused,
     )
 
 
