@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -248,6 +249,58 @@ def test_existing_output_needs_overwrite_or_append(tmp_path):
     assert ptm_here("export-hdf5", tmp_path / "b.pt", "-o", out, "--overwrite").returncode == 0
     with h5py.File(out) as f:
         assert sorted(f) == ["b"]
+
+
+def test_force_replaces_and_help_shows_only_force(tmp_path):
+    torch.save(torch.ones(2), tmp_path / "a.pt")
+    torch.save(torch.zeros(3), tmp_path / "b.pt")
+    out = tmp_path / "o.h5"
+    assert ptm_here("export-hdf5", tmp_path / "a.pt", "-o", out).returncode == 0
+    refused = ptm_here("export-hdf5", tmp_path / "b.pt", "-o", out)
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    assert ptm_here("export-hdf5", tmp_path / "b.pt", "-o", out, "--force").returncode == 0
+    with h5py.File(out) as f:
+        assert sorted(f) == ["b"]
+    replaced = ptm_here("export-hdf5", tmp_path / "a.pt", "-o", out, "--append", "--force", "--dataset", "b")
+    assert replaced.returncode == 0, replaced.stderr
+    with h5py.File(out) as f:
+        assert sorted(f) == ["b"] and f["b"].shape == (2,)
+    shown = ptm_here("export-hdf5", "--help")
+    assert "--force" in shown.stdout and "--overwrite" not in shown.stdout
+
+
+def test_written_datasets_as_tsv_csv_jsonl(tmp_path):
+    import csv
+    import io
+
+    torch.save({"w": torch.ones(2, 3), "b": torch.ones(1)}, tmp_path / "sd.pt")
+    out = tmp_path / "o.h5"
+    tsv = ptm_here("export-hdf5", tmp_path / "sd.pt", "-o", out, "-f", "tsv")
+    assert tsv.returncode == 0, tsv.stderr
+    source = str(tmp_path / "sd.pt")
+    assert [line.split("\t") for line in tsv.stdout.splitlines()] == [
+        ["dataset", "shape", "dtype", "stored_as", "source"],
+        ["/w", "(2, 3)", "float32", "float32", f"{source}:w"], ["/b", "(1,)", "float32", "float32", f"{source}:b"]]
+    assert ptm_here("export-hdf5", tmp_path / "sd.pt", "-o", out, "--force", "-f", "text").stdout == tsv.stdout
+    listing = ptm_here("export-hdf5", tmp_path / "sd.pt", "-o", out, "--force", "-f", "csv").stdout
+    assert list(csv.reader(io.StringIO(listing))) == [line.split("\t") for line in tsv.stdout.splitlines()]
+    whole = ptm_here("export-hdf5", tmp_path / "sd.pt", "-o", out, "--force", "-f", "json").json()
+    lines = ptm_here("export-hdf5", tmp_path / "sd.pt", "-o", out, "--force", "-f", "jsonl").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == whole["datasets"]
+
+
+def test_bad_inputs_are_reported_in_input_order(tmp_path):
+    torch.save(torch.ones(2), tmp_path / "good.pt")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    sources = [tmp_path / "missing.pt", EXAMPLES / "coffee.png", tmp_path / "broken.png", tmp_path / "good.pt",
+               tmp_path / "gone.pt"]
+    ran = ptm_here("export-hdf5", *sources, "-o", tmp_path / "o.h5")
+    assert ran.returncode == 1
+    named = [line.split(": ")[1] for line in ran.stderr.splitlines()]
+    assert named == [str(tmp_path / "missing.pt"), str(tmp_path / "broken.png"), str(tmp_path / "gone.pt")]
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert sorted(f) == ["good", "images", "images_paths"]
+        assert list(f["images_paths"].asstr()[()]) == [str(EXAMPLES / "coffee.png")]
 
 
 def test_interrupted_export_leaves_nothing_and_keeps_the_old_file(tmp_path):

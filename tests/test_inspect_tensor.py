@@ -205,6 +205,38 @@ def test_text_and_table_output(tmp_path):
     assert "stride" in table.stdout and "(3, 1)" in table.stdout and "╭" in table.stdout
 
 
+def test_rows_for_scripts_tsv_csv_jsonl(tmp_path):
+    import csv
+    import io
+
+    torch.save({"w": torch.ones(2, 3), "b": torch.zeros(3), "epoch": 4}, tmp_path / "sd.pt")
+    header = ["name", "kind", "shape", "dtype", "numel", "nbytes", "storage_group", "value"]
+    tsv = ptm_here("inspect-tensor", tmp_path / "sd.pt", "-f", "tsv")
+    assert tsv.returncode == 0, tsv.stderr
+    assert [line.split("\t") for line in tsv.stdout.splitlines()] == [
+        header, ["w", "tensor", "(2, 3)", "float32", "6", "24", "", ""],
+        ["b", "tensor", "(3,)", "float32", "3", "12", "", ""], ["epoch", "value", "", "", "0", "0", "", "4"]]
+    rows = list(csv.reader(io.StringIO(ptm_here("inspect-tensor", tmp_path / "sd.pt", "-f", "csv").stdout)))
+    assert rows == [line.split("\t") for line in tsv.stdout.splitlines()]
+    entries = ptm_here("inspect-tensor", tmp_path / "sd.pt", "-f", "json").json()["entries"]
+    lines = ptm_here("inspect-tensor", tmp_path / "sd.pt", "-f", "jsonl").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == entries
+    # One tensor: its fields as rows, or the whole summary as one JSON line.
+    fields = ptm_here("inspect-tensor", tmp_path / "sd.pt", "w", "-f", "tsv").stdout.splitlines()
+    assert fields[0] == "field\tvalue" and "stride\t(3, 1)" in fields and "mean\t1." in fields
+    one = ptm_here("inspect-tensor", tmp_path / "sd.pt", "w", "-f", "jsonl").stdout.splitlines()
+    whole = ptm_here("inspect-tensor", tmp_path / "sd.pt", "w", "-f", "json").json()
+    assert [json.loads(line) for line in one] == [whole]
+
+
+def test_views_of_a_fortran_ordered_string_array_follow_its_storage(tmp_path):
+    letters = np.array([["a", "b", "c"], ["d", "e", "f"]])
+    np.save(tmp_path / "f.npy", np.asfortranarray(letters))
+    out = ptm_here("inspect-tensor", tmp_path / "f.npy", "--transpose", "0", "1", "--view", "-1", "-f", "json").json()
+    assert out["preview"] == ["a", "d", "b", "e", "c", "f"]
+    assert out["preview"] == letters.T.reshape(-1).tolist()
+
+
 # --- statistics ----------------------------------------------------------------------------------
 
 @SETTINGS
