@@ -17,7 +17,7 @@ from typing import Any, Sequence, TextIO
 
 from ptmcli.sinks.formats import Column, Format, bytes_text, json_safe, number_text, pick, write_listing
 
-# A container's entries as rows: the keys of each entry in the JSON output, in its order.
+# A container's entries as rows: the keys of each entry in the JSON output, the long value last.
 ENTRY_COLUMNS = tuple(Column(key) for key in
                       ("name", "kind", "shape", "dtype", "numel", "nbytes", "storage_group", "value"))
 FIELD_COLUMNS = (Column("field"), Column("value"))
