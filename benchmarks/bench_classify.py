@@ -183,7 +183,8 @@ def main() -> None:
         print(f"\nptm bf16 / timm bf16: {ptm_bf16['img_s'] / timm_bf16['img_s']:.2f}x")
     print(f"load average after: {load_average()}")
     if args.json:
-        args.json.write_text(json.dumps({name: {k: v for k, v in r.items() if k != "top1"} for name, r in rows}, indent=1))
+        numbers = {name: {k: v for k, v in r.items() if k != "top1"} for name, r in rows}
+        args.json.write_text(json.dumps(numbers, indent=1))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ import typer
 
 from ptmcli import __version__
 from ptmcli.commands import classify as classify_cmds
+from ptmcli.commands import export_hdf5 as export_hdf5_cmds
+from ptmcli.commands import inspect_tensor as inspect_tensor_cmds
 from ptmcli.commands import merge as merge_cmds
 from ptmcli.commands import models as models_cmds
-from ptmcli.commands import tensors as tensor_cmds
 from ptmcli.commands import weights as weights_cmds
 from ptmcli.commands import zebrafy as zebrafy_cmds
 from ptmcli.errors import EXIT_CANNOT_START, PtmError
@@ -49,8 +50,8 @@ def _root(
 
 app.command("classify")(classify_cmds.classify)
 app.command("models")(models_cmds.models)
-app.command("inspect-tensor", cls=tensor_cmds.ViewOrderCommand)(tensor_cmds.inspect_tensor)
-app.command("export-hdf5")(tensor_cmds.export_hdf5)
+app.command("inspect-tensor", cls=inspect_tensor_cmds.ViewOrderCommand)(inspect_tensor_cmds.inspect_tensor)
+app.command("export-hdf5")(export_hdf5_cmds.export_hdf5)
 app.command("zebrafy")(zebrafy_cmds.zebrafy)
 app.add_typer(weights_cmds.app, name="weights")
 app.command("merge")(merge_cmds.merge)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -20,9 +21,10 @@ from hypothesis import strategies as st
 from tensor_helpers import assert_same, ptm_here, write_tensor
 from test_inspect_tensor import RunsCode, hostile_files, tensors_
 
+from ptmcli.sinks.formats import json_safe
 from ptmcli.tensorio.export_hdf5 import ExportOptions, export_hdf5
-from ptmcli.tensorio.render import json_safe
-from ptmcli.tensorio.tensors import inspect_file, open_tensor_file
+from ptmcli.tensorio.readers import open_tensor_file
+from ptmcli.tensorio.summary import inspect_file
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HAS_H5LS = shutil.which("h5ls") is not None
@@ -117,7 +119,8 @@ def test_h5dump_reads_bfloat16_dimension_labels_and_gzip(tmp_path):
         d.dims[0].label, d.dims[1].label = "row", "col"
     ran = ptm_here("export-hdf5", src, "-o", tmp_path / "out.h5", "--compression", "gzip", "--level", "9")
     assert ran.returncode == 0, ran.stderr
-    dump = subprocess.run(["h5dump", "-d", "/x", str(tmp_path / "out.h5")], capture_output=True, text=True, check=True).stdout
+    dump = subprocess.run(["h5dump", "-d", "/x", str(tmp_path / "out.h5")], capture_output=True, text=True,
+                          check=True).stdout
     assert "H5T_IEEE_F32LE" in dump and "1.5, -2" in dump and "bfloat16" in dump and '"row"' in dump
     summary = inspect_file(str(tmp_path / "out.h5"), "x")
     assert summary.dtype == "bfloat16" and summary.names == ("row", "col")
@@ -248,14 +251,66 @@ def test_existing_output_needs_overwrite_or_append(tmp_path):
         assert sorted(f) == ["b"]
 
 
+def test_force_replaces_and_help_shows_only_force(tmp_path):
+    torch.save(torch.ones(2), tmp_path / "a.pt")
+    torch.save(torch.zeros(3), tmp_path / "b.pt")
+    out = tmp_path / "o.h5"
+    assert ptm_here("export-hdf5", tmp_path / "a.pt", "-o", out).returncode == 0
+    refused = ptm_here("export-hdf5", tmp_path / "b.pt", "-o", out)
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    assert ptm_here("export-hdf5", tmp_path / "b.pt", "-o", out, "--force").returncode == 0
+    with h5py.File(out) as f:
+        assert sorted(f) == ["b"]
+    replaced = ptm_here("export-hdf5", tmp_path / "a.pt", "-o", out, "--append", "--force", "--dataset", "b")
+    assert replaced.returncode == 0, replaced.stderr
+    with h5py.File(out) as f:
+        assert sorted(f) == ["b"] and f["b"].shape == (2,)
+    shown = ptm_here("export-hdf5", "--help")
+    assert "--force" in shown.stdout and "--overwrite" not in shown.stdout
+
+
+def test_written_datasets_as_tsv_csv_jsonl(tmp_path):
+    import csv
+    import io
+
+    torch.save({"w": torch.ones(2, 3), "b": torch.ones(1)}, tmp_path / "sd.pt")
+    out = tmp_path / "o.h5"
+    tsv = ptm_here("export-hdf5", tmp_path / "sd.pt", "-o", out, "-f", "tsv")
+    assert tsv.returncode == 0, tsv.stderr
+    source = str(tmp_path / "sd.pt")
+    assert [line.split("\t") for line in tsv.stdout.splitlines()] == [
+        ["dataset", "shape", "dtype", "stored_as", "source"],
+        ["/w", "(2, 3)", "float32", "float32", f"{source}:w"], ["/b", "(1,)", "float32", "float32", f"{source}:b"]]
+    assert ptm_here("export-hdf5", tmp_path / "sd.pt", "-o", out, "--force", "-f", "text").stdout == tsv.stdout
+    listing = ptm_here("export-hdf5", tmp_path / "sd.pt", "-o", out, "--force", "-f", "csv").stdout
+    assert list(csv.reader(io.StringIO(listing))) == [line.split("\t") for line in tsv.stdout.splitlines()]
+    whole = ptm_here("export-hdf5", tmp_path / "sd.pt", "-o", out, "--force", "-f", "json").json()
+    lines = ptm_here("export-hdf5", tmp_path / "sd.pt", "-o", out, "--force", "-f", "jsonl").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == whole["datasets"]
+
+
+def test_bad_inputs_are_reported_in_input_order(tmp_path):
+    torch.save(torch.ones(2), tmp_path / "good.pt")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    sources = [tmp_path / "missing.pt", EXAMPLES / "coffee.png", tmp_path / "broken.png", tmp_path / "good.pt",
+               tmp_path / "gone.pt"]
+    ran = ptm_here("export-hdf5", *sources, "-o", tmp_path / "o.h5")
+    assert ran.returncode == 1
+    named = [line.split(": ")[1] for line in ran.stderr.splitlines()]
+    assert named == [str(tmp_path / "missing.pt"), str(tmp_path / "broken.png"), str(tmp_path / "gone.pt")]
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert sorted(f) == ["good", "images", "images_paths"]
+        assert list(f["images_paths"].asstr()[()]) == [str(EXAMPLES / "coffee.png")]
+
+
 def test_interrupted_export_leaves_nothing_and_keeps_the_old_file(tmp_path):
     torch.save(small_state_dict(), tmp_path / "sd.pt")
     out = tmp_path / "o.h5"
     export([tmp_path / "sd.pt"], out)
     before = out.read_bytes()
-    with mock.patch("ptmcli.tensorio.export_hdf5._Writer._write_item", side_effect=KeyboardInterrupt):
+    with mock.patch("ptmcli.tensorio.hdf5_writer.HDF5Writer._write_item", side_effect=KeyboardInterrupt):
         with pytest.raises(KeyboardInterrupt):
-            export([tmp_path / "sd.pt"], out, overwrite=True)
+            export([tmp_path / "sd.pt"], out, force=True)
         with pytest.raises(KeyboardInterrupt):
             export([tmp_path / "sd.pt"], tmp_path / "new.h5")
     assert out.read_bytes() == before
@@ -313,7 +368,8 @@ def test_fail_fast_writes_nothing(tmp_path):
 
 
 def test_bfloat16_round_trip_is_bit_exact(tmp_path):
-    bits = torch.tensor([0x3FC0, -0x0040, 0x7FC1, 0x0001, -0x8000], dtype=torch.int16)  # 1.5, -NaN, NaN payload, tiny, -0
+    # 1.5, -NaN, NaN payload, tiny, -0
+    bits = torch.tensor([0x3FC0, -0x0040, 0x7FC1, 0x0001, -0x8000], dtype=torch.int16)
     t = bits.view(torch.bfloat16)
     torch.save(t, tmp_path / "b.pt")
     export([tmp_path / "b.pt"], tmp_path / "b.h5", dataset="b")

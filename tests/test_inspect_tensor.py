@@ -20,8 +20,12 @@ from hypothesis import strategies as st
 from tensor_helpers import assert_same, ptm_here, write_tensor
 
 from ptmcli.errors import InputError
-from ptmcli.tensorio import tensors
-from ptmcli.tensorio.tensors import compute_stats, inspect_file, iter_blocks, open_tensor_file
+from ptmcli.tensorio import sniff
+from ptmcli.tensorio import stats as tensor_stats
+from ptmcli.tensorio.readers import open_tensor_file
+from ptmcli.tensorio.readers.torch import torch_item
+from ptmcli.tensorio.stats import compute_stats, iter_blocks
+from ptmcli.tensorio.summary import inspect_file
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -140,7 +144,8 @@ def test_state_dict_table_totals_and_shared_storage(tmp_path):
     torch.save(checkpoint, tmp_path / "ckpt.pt")
     out = ptm_here("inspect-tensor", tmp_path / "ckpt.pt", "-f", "json").json()
     names = [e["name"] for e in out["entries"]]
-    assert names == ["epoch", "model.a.weight", "model.a.row", "model.head.weight", "model.tied.weight", "log.0", "log.1"]
+    assert names == ["epoch", "model.a.weight", "model.a.row", "model.head.weight", "model.tied.weight",
+                     "log.0", "log.1"]
     assert out["tensors"] == 5
     assert out["total_params"] == 12 + 4 + 10 + 10 + 2
     assert out["storage_bytes"] == 48 + 40 + 8
@@ -200,6 +205,38 @@ def test_text_and_table_output(tmp_path):
     assert "stride" in table.stdout and "(3, 1)" in table.stdout and "╭" in table.stdout
 
 
+def test_rows_for_scripts_tsv_csv_jsonl(tmp_path):
+    import csv
+    import io
+
+    torch.save({"w": torch.ones(2, 3), "b": torch.zeros(3), "epoch": 4}, tmp_path / "sd.pt")
+    header = ["name", "kind", "shape", "dtype", "numel", "nbytes", "storage_group", "value"]
+    tsv = ptm_here("inspect-tensor", tmp_path / "sd.pt", "-f", "tsv")
+    assert tsv.returncode == 0, tsv.stderr
+    assert [line.split("\t") for line in tsv.stdout.splitlines()] == [
+        header, ["w", "tensor", "(2, 3)", "float32", "6", "24", "", ""],
+        ["b", "tensor", "(3,)", "float32", "3", "12", "", ""], ["epoch", "value", "", "", "0", "0", "", "4"]]
+    rows = list(csv.reader(io.StringIO(ptm_here("inspect-tensor", tmp_path / "sd.pt", "-f", "csv").stdout)))
+    assert rows == [line.split("\t") for line in tsv.stdout.splitlines()]
+    entries = ptm_here("inspect-tensor", tmp_path / "sd.pt", "-f", "json").json()["entries"]
+    lines = ptm_here("inspect-tensor", tmp_path / "sd.pt", "-f", "jsonl").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == entries
+    # One tensor: its fields as rows, or the whole summary as one JSON line.
+    fields = ptm_here("inspect-tensor", tmp_path / "sd.pt", "w", "-f", "tsv").stdout.splitlines()
+    assert fields[0] == "field\tvalue" and "stride\t(3, 1)" in fields and "mean\t1." in fields
+    one = ptm_here("inspect-tensor", tmp_path / "sd.pt", "w", "-f", "jsonl").stdout.splitlines()
+    whole = ptm_here("inspect-tensor", tmp_path / "sd.pt", "w", "-f", "json").json()
+    assert [json.loads(line) for line in one] == [whole]
+
+
+def test_views_of_a_fortran_ordered_string_array_follow_its_storage(tmp_path):
+    letters = np.array([["a", "b", "c"], ["d", "e", "f"]])
+    np.save(tmp_path / "f.npy", np.asfortranarray(letters))
+    out = ptm_here("inspect-tensor", tmp_path / "f.npy", "--transpose", "0", "1", "--view", "-1", "-f", "json").json()
+    assert out["preview"] == ["a", "d", "b", "e", "c", "f"]
+    assert out["preview"] == letters.T.reshape(-1).tolist()
+
+
 # --- statistics ----------------------------------------------------------------------------------
 
 @SETTINGS
@@ -207,8 +244,8 @@ def test_text_and_table_output(tmp_path):
 def test_blockwise_statistics_equal_whole_tensor_statistics(t, budget):
     from unittest import mock
 
-    item = tensors._torch_item("t", t, {})
-    with mock.patch.object(tensors, "BLOCK_ELEMENTS", budget):  # many blocks, merged
+    item = torch_item("t", t, {})
+    with mock.patch.object(tensor_stats, "BLOCK_ELEMENTS", budget):  # many blocks, merged
         stats = compute_stats(item)
     assert stats.count == t.numel()
     if t.dtype.is_complex:
@@ -249,7 +286,7 @@ def test_inspect_reads_every_format_exactly(t, fmt):
         return
     with tempfile.TemporaryDirectory() as folder:
         path = write_tensor(t, Path(folder) / "t.bin", fmt)
-        assert tensors.detect_format(str(path)) == fmt
+        assert sniff.detect_format(str(path)) == fmt
         summary = inspect_file(str(path), "x" if fmt in ("npz", "safetensors") else None, preview_per_dim=100)
         assert summary.shape == tuple(t.shape)
         assert summary.dtype == str(t.dtype).removeprefix("torch.")
@@ -354,6 +391,38 @@ def test_hostile_files_are_one_line_errors_with_exit_1(tmp_path):
         assert len(ran.stderr.strip().splitlines()) == 1 and ran.stdout == ""
 
 
+def test_refused_entries_are_listed_named_on_stderr_and_exit_1(run_ptm, tmp_path):
+    path = tmp_path / "mixed.npz"
+    np.savez(path, **{"grp/good": np.arange(3), "grp/objects": np.array([{"a": 1}], dtype=object),
+                      "grp/more": np.array([None], dtype=object), "grp/other": np.ones(2)})
+    refused = "refused: an array of Python objects"
+    expected_stderr = [f"ptm: {path}: grp/objects: {refused}", f"ptm: {path}: grp/more: {refused}"]
+    text = run_ptm("inspect-tensor", path)
+    assert text.returncode == 1, text.stderr
+    # One line per refused entry, naming the file and the entry (the reason goes on after ";").
+    assert [line.split(";")[0] for line in text.stderr.splitlines()] == expected_stderr
+    rows = [line.split()[:2] for line in text.stdout.splitlines()]
+    assert ["grp/good", "(3,)"] in rows and ["grp/other", "(2,)"] in rows
+    assert ["grp/objects", "unreadable"] in rows and ["grp/more", "unreadable"] in rows
+    # JSON still lists the rest; the stderr lines name the full entry even under a prefix.
+    sub = run_ptm("inspect-tensor", path, "grp", "--format", "json")
+    assert sub.returncode == 1, sub.stderr
+    assert [line.split(";")[0] for line in sub.stderr.splitlines()] == expected_stderr
+    listing = json.loads(sub.stdout)
+    assert [(e["name"], e["kind"]) for e in listing["entries"]] == [
+        ("good", "tensor"), ("objects", "unreadable"), ("more", "unreadable"), ("other", "tensor")]
+    assert listing["tensors"] == 2 and listing["total_params"] == 5
+
+
+def test_a_null_dataspace_is_listed_and_is_no_failure(tmp_path):
+    with h5py.File(tmp_path / "n.h5", "w") as f:
+        f.create_dataset("empty", data=h5py.Empty("f"))
+        f.create_dataset("x", data=np.zeros(2))
+    ran = ptm_here("inspect-tensor", tmp_path / "n.h5", "-f", "json")
+    assert ran.returncode == 0 and ran.stderr == ""
+    assert [(e["name"], e["kind"]) for e in ran.json()["entries"]] == [("empty", "unreadable"), ("x", "tensor")]
+
+
 def test_hdf5_with_damaged_chunks(tmp_path):
     path = tmp_path / "d.h5"
     with h5py.File(path, "w") as f:
@@ -375,7 +444,7 @@ def test_missing_file_and_directory(tmp_path):
 
 def test_input_error_messages_name_the_file(tmp_path):
     with pytest.raises(InputError) as info:
-        tensors.detect_format(str(tmp_path / "absent"))
+        sniff.detect_format(str(tmp_path / "absent"))
     assert str(tmp_path / "absent") in info.value.message
 
 

@@ -257,7 +257,8 @@ def test_sigkill_at_random_moments_leaves_a_readable_consistent_file(tmp_path):
     for trial in range(8):
         path = tmp_path / f"k{trial}.h5"
         proc = subprocess.Popen([sys.executable, str(script), str(path), str(Path(__file__).parent)],
-                                stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+                                stdout=subprocess.PIPE,
+                                env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
         assert proc.stdout.readline().strip() == b"ready"
         time.sleep(rng.uniform(0.05, 0.8))
         proc.send_signal(signal.SIGKILL)

@@ -8,7 +8,8 @@ import json
 from ptmcli.results import BatchOutput, Classification, Prediction
 from ptmcli.sinks.console import ConsoleSink, pick_format
 
-OK = Classification("a.jpg", (Prediction(1, 207, "golden retriever", 0.9412345678), Prediction(2, 208, "Labrador retriever", 0.025)))
+OK = Classification("a.jpg", (Prediction(1, 207, "golden retriever", 0.9412345678),
+                              Prediction(2, 208, "Labrador retriever", 0.025)))
 BAD = Classification("b.jpg", error="b.jpg: cannot decode image (truncated)")
 
 

@@ -95,7 +95,8 @@ def test_is_contiguous_matches_torch_on_permuted_views(shape, data):
 def test_book_exercise_3_14():
     # a = torch.tensor(list(range(9))); b = a.view(3, 3); c = b[1:, 1:]
     steps = apply_ops(ViewMeta((9,), (1,)), [ViewOp("view", (3, 3)), ViewOp("select", parse_select("1:, 1:"))])
-    assert [s.meta for s in steps] == [ViewMeta((9,), (1,), 0), ViewMeta((3, 3), (3, 1), 0), ViewMeta((2, 2), (3, 1), 4)]
+    assert [s.meta for s in steps] == [ViewMeta((9,), (1,), 0), ViewMeta((3, 3), (3, 1), 0),
+                                       ViewMeta((2, 2), (3, 1), 4)]
     assert not steps[-1].meta.contiguous
 
 

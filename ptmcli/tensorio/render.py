@@ -1,25 +1,28 @@
-"""Tensor summaries and export results -> Rich on a terminal, plain text in pipes, or JSON.
+"""Tensor summaries and export results -> every `--format` (sinks/formats.py picks the format).
 
-Plain text is `key: value` lines and space-aligned tables, with no colour or box drawing, so
-`grep stride` and `awk` work on it. JSON is strict (NaN and infinities become strings).
+- `table`: Rich panels and tables, for people at a terminal.
+- `text`: `key: value` lines and space-aligned tables, with no colour or box drawing, so
+  `grep stride` and `awk` work on it.
+- `json`: the whole summary, strict (NaN and infinities become strings).
+- `tsv`, `csv`, `jsonl`: rows for scripts: a container's entries, one row each; one tensor's fields
+  as `field`/`value` rows (jsonl: the whole summary as one record).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
+from dataclasses import asdict
 from typing import Any, Sequence, TextIO
 
-from ptmcli.sinks.formats import isatty as _isatty
+from ptmcli.sinks.formats import Column, Format, bytes_text, json_safe, number_text, pick, write_listing
 
-INSPECT_FORMATS = ("auto", "table", "text", "json")
-
-
-def pick(fmt: str, stream: TextIO) -> str:
-    if fmt != "auto":
-        return fmt
-    return "table" if _isatty(stream) else "text"
+# A container's entries as rows: the keys of each entry in the JSON output, the long value last.
+ENTRY_COLUMNS = tuple(Column(key) for key in
+                      ("name", "kind", "shape", "dtype", "numel", "nbytes", "storage_group", "value"))
+FIELD_COLUMNS = (Column("field"), Column("value"))
+EXPORT_COLUMNS = (Column("dataset"), Column("shape"), Column("dtype"), Column("stored_as", "stored as"),
+                  Column("source"))
 
 
 # --- values -------------------------------------------------------------------------------------
@@ -29,41 +32,6 @@ def shape_text(shape: Sequence[int] | None) -> str:
         return ""
     shape = tuple(shape)
     return f"({shape[0]},)" if len(shape) == 1 else "(" + ", ".join(map(str, shape)) + ")"
-
-
-def number_text(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        text = f"{value:.6g}"
-        return text + "." if text.lstrip("-").isdigit() else text
-    return str(value)
-
-
-def bytes_text(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-    return f"{n} B"  # pragma: no cover
-
-
-def json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def preview_text(values: Any, preview_shape: Sequence[int] | None, shape: Sequence[int]) -> str:
@@ -186,16 +154,27 @@ def _shared_lines(s) -> list[str]:
     return lines
 
 
-def render_inspect(summary, fmt: str, stream: TextIO | None = None) -> None:
+def render_inspect(summary, fmt: Format | str, stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     fmt = pick(fmt, stream)
     if fmt == "json":
         stream.write(json.dumps(json_safe(summary.to_dict()), indent=2, ensure_ascii=False) + "\n")
     elif fmt == "table":
         _rich_inspect(summary, stream)
+    elif fmt in ("tsv", "csv", "jsonl"):
+        _rows_inspect(summary, fmt, stream)
     else:
         _text_inspect(summary, stream)
     stream.flush()
+
+
+def _rows_inspect(s, fmt: str, stream: TextIO) -> None:
+    if s.kind == "container":
+        write_listing([asdict(e) for e in s.entries], ENTRY_COLUMNS, fmt, stream)
+    elif fmt == "jsonl":
+        write_listing([s.to_dict()], FIELD_COLUMNS, fmt, stream)
+    else:
+        write_listing([{"field": k, "value": v} for k, v in _tensor_fields(s)], FIELD_COLUMNS, fmt, stream)
 
 
 def _kv_lines(rows: list[tuple[str, str]]) -> str:
@@ -292,33 +271,20 @@ def _rich_inspect(s, stream: TextIO) -> None:
 
 # --- export-hdf5 --------------------------------------------------------------------------------
 
-def render_export(result, fmt: str, stream: TextIO | None = None) -> None:
+def render_export(result, fmt: Format | str, stream: TextIO | None = None) -> None:
+    """The datasets written. No datasets, no listing (JSON still says what happened)."""
     stream = stream or sys.stdout
     fmt = pick(fmt, stream)
-    records = [d.to_dict() for d in result.datasets]
     if fmt == "json":
         stream.write(json.dumps({"output": result.output, "written": result.written, "failed": result.failed,
-                                 "skipped": list(result.skipped), "datasets": records}, indent=2,
-                                ensure_ascii=False) + "\n")
-    elif fmt == "table":
-        if records:
-            from rich.console import Console
-            from rich.table import Table
-            from rich.text import Text
-
-            table = Table(title=Text(result.output), title_justify="left", header_style="bold")
-            for name in ("dataset", "shape", "dtype", "stored as", "source"):
-                table.add_column(name, overflow="fold")
-            for d in result.datasets:
-                table.add_row(*map(Text, ("/" + d.name, shape_text(d.shape), d.dtype, d.stored_dtype,
-                                          f"= /{d.link_to}" if d.link_to else _source_text(d))))
-            Console(file=stream).print(table)
-    else:
-        if records:
-            rows = [["dataset", "shape", "dtype", "stored_as", "source"]]
-            rows += [["/" + d.name, shape_text(d.shape), d.dtype, d.stored_dtype,
-                      f"= /{d.link_to}" if d.link_to else _source_text(d)] for d in result.datasets]
-            stream.write("".join("\t".join(r) + "\n" for r in rows))
+                                 "skipped": list(result.skipped), "datasets": [d.to_dict() for d in result.datasets]},
+                                indent=2, ensure_ascii=False) + "\n")
+    elif fmt == "jsonl":
+        write_listing([d.to_dict() for d in result.datasets], EXPORT_COLUMNS, fmt, stream)
+    elif result.datasets:
+        rows = [{"dataset": "/" + d.name, "shape": shape_text(d.shape), "dtype": d.dtype, "stored_as": d.stored_dtype,
+                 "source": f"= /{d.link_to}" if d.link_to else _source_text(d)} for d in result.datasets]
+        write_listing(rows, EXPORT_COLUMNS, fmt, stream, title=result.output)
     stream.flush()
 
 
