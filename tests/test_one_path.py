@@ -124,22 +124,17 @@ def test_every_path_gives_the_same_rows_and_numbers(photos, env):
 
 
 @pytest.mark.slow
-def test_ray_engine_writes_the_same_file_as_stdout_and_local(photos, env):
+def test_ray_engine_writes_the_same_rows_and_numbers(photos, env):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'ptmcli[ray]')")
     work = photos.parent
-    args = ["classify", "photos", *LITE, *BATCH]
+    args = ["classify", "photos", *LITE, *BATCH, "--top", "5"]
     ray_env = {"RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"}
-    local = ptm(env, *args, "-o", "local-ray-check.h5", cwd=work)
+    if not (work / "r.h5").exists():  # made by the test above when it ran first
+        assert ptm(env, *args, "-o", "r.h5", cwd=work).returncode == 1
     on_ray = ptm(env, *args, "-o", "ray.h5", "--engine", "ray", cwd=work, extra=ray_env)
-    assert (local.returncode, on_ray.returncode) == (1, 1), on_ray.stderr
-    assert_same_file(work / "local-ray-check.h5", work / "ray.h5")
-    to_stdout = ptm(env, *args, "--engine", "ray", "--format", "jsonl", cwd=work, extra=ray_env)
-    with h5py.File(work / "ray.h5") as f:
-        probability = f["top_probability"][...]
-    ok_rows = [row for row, s in enumerate(f_status(work / "ray.h5")) if s == 1]
-    printed = [json.loads(line) for line in to_stdout.stdout.splitlines()]
-    assert [[p["probability"] for p in r["predictions"]] for r in printed] == \
-        [[float(f"{v:.6g}") for v in probability[row]] for row in ok_rows]
+    assert on_ray.returncode == 1, on_ray.stderr
+    assert on_ray.stderr.count("ptm: photos/c_broken.jpg: ") == 1
+    assert_same_file(work / "r.h5", work / "ray.h5")
 
 
 def f_status(path: Path) -> list[int]:

@@ -40,6 +40,13 @@ def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
         # torch names the first thing it would not build ("Unsupported global: GLOBAL posix.system").
         named = next((line for line in lines if "GLOBAL" in line or "global" in line), None)
         if named is None:
+            # A bare pickle (not torch.save's format) stops torch at its first opcode; read what
+            # it would import without running it.
+            from ptmcli.tensorio.sniff import pickle_imports
+
+            imports = pickle_imports(path)
+            named = f"unpickling it would import {', '.join(imports)}" if imports else None
+        if named is None:
             detail = next((line for line in lines if line.startswith("Unsupported")), "not a pickle ptm can read")
             raise WeightsInvalid(
                 f"weights file {path} is not a readable PyTorch file ({detail[:160]})",

@@ -101,7 +101,14 @@ def _zip_kind(path: str) -> str:
 
 
 def _pickle_refusal(path: str) -> str:
-    """Name what a bare pickle would import, without unpickling it (pickletools only reads opcodes)."""
+    imports = pickle_imports(path)
+    what = f"; unpickling it would import {', '.join(imports)}" if imports else ""
+    return (f"{path}: refused: a Python pickle, not a tensor file{what}. ptm never unpickles "
+            "arbitrary objects, since that can run code")
+
+
+def pickle_imports(path: str | os.PathLike) -> list[str]:
+    """What a pickle would import, in order, without unpickling it (pickletools only reads opcodes)."""
     import pickletools
 
     imports: list[str] = []
@@ -120,6 +127,4 @@ def _pickle_refusal(path: str) -> str:
                 break
     except Exception:  # noqa: BLE001 - a broken pickle is refused all the same
         pass
-    what = f"; unpickling it would import {', '.join(dict.fromkeys(imports))}" if imports else ""
-    return (f"{path}: refused: a Python pickle, not a tensor file{what}. ptm never unpickles "
-            "arbitrary objects, since that can run code")
+    return list(dict.fromkeys(imports))
