@@ -243,3 +243,11 @@ def test_an_empty_folder_is_named_by_zebrafy_too(run_ptm, tmp_path):
     done = run_ptm("zebrafy", tmp_path / "empty", "-o", tmp_path / "out/")
     assert done.returncode == 2
     assert f"no images to zebrafy: {tmp_path / 'empty'}" in done.stderr
+
+
+def test_an_empty_folder_is_named_by_export_hdf5_too(run_ptm, tmp_path):
+    (tmp_path / "empty").mkdir()
+    alone = run_ptm("export-hdf5", tmp_path / "empty", "-o", tmp_path / "out.h5")
+    assert alone.returncode == 2
+    assert f"no images to export: {tmp_path / 'empty'}" in alone.stderr
+    assert not (tmp_path / "out.h5").exists()

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TextIO
 from ptmcli.atomic import temp_beside
 from ptmcli.errors import InputError, OutputExists, UsageProblem
 from ptmcli.models.registry import DEFAULT_CLASSIFIER
-from ptmcli.pipeline.inputs import InputItem, collect_inputs
+from ptmcli.pipeline.inputs import InputItem, collect, nothing_to_do
 from ptmcli.tensorio.hdf5_writer import HDF5Writer, ImageBatch, WrittenDataset, hdf5_path, segments, stem
 from ptmcli.tensorio.sniff import sniff_format
 
@@ -95,21 +95,24 @@ class _Source:
 
 
 def _collect_sources(args: Iterable[str], stdin: TextIO | None) -> list[_Source]:
+    inputs = collect(args, stdin)
+    problem = nothing_to_do(inputs, "export") if inputs else None
+    if problem is not None:
+        raise problem
     sources: list[_Source] = []
-    for arg in args:
-        from_folder = arg != "-" and Path(arg).is_dir()
-        for item in collect_inputs([arg], stdin):
-            if item.error:
-                sources.append(_Source(item.path, image=False, error=f"{item.path}: {item.error}"))
-            elif from_folder:
-                sources.append(_Source(item.path, image=True))  # folders hold images, as for `ptm classify`
-            else:
-                try:
-                    fmt = sniff_format(item.path)
-                except InputError as exc:
-                    sources.append(_Source(item.path, image=False, error=exc.message))
-                    continue
-                sources.append(_Source(item.path, image=fmt is None, named=fmt is None))
+    for entry in inputs:
+        item = entry.item
+        if item.error:
+            sources.append(_Source(item.path, image=False, error=f"{item.path}: {item.error}"))
+        elif entry.root is not None:
+            sources.append(_Source(item.path, image=True))  # folders hold images, as for `ptm classify`
+        else:
+            try:
+                fmt = sniff_format(item.path)
+            except InputError as exc:
+                sources.append(_Source(item.path, image=False, error=exc.message))
+                continue
+            sources.append(_Source(item.path, image=fmt is None, named=fmt is None))
     return sources
 
 
