@@ -1,24 +1,35 @@
-"""ResNet101 classification: the book's loop vs ptm at each precision vs timm, in one run.
+"""ResNet101 classification end to end: the book's loop, timm, the plain runtimes, and ptm with
+every runtime and precision this CPU runs natively, in one run.
 
     python benchmarks/bench_classify.py                  # CPU, 64 JPEGs, medians of 3
     python benchmarks/bench_classify.py --device cuda --images 256
-    python benchmarks/bench_classify.py --quick          # CI smoke run: 8 images, 1 repeat
+    python benchmarks/bench_classify.py --quick          # CI smoke run: 8 images, 1 repeat, no compile
 
-Each configuration runs in a fresh interpreter on the same JPEGs and the same weights file, and
-reports steady-state images per second end to end (decode + preprocess + model + top-5); the
-compile pass of --compile is timed separately. Ratios are to the book's loop in the same run.
+Each configuration runs in a fresh interpreter on the same JPEGs and the same weights file and
+reports steady-state images per second end to end (decode + preprocess + model + top-5 + the
+result rows); compile times are reported apart. Ratios are to the book's loop and to the fastest
+peer (a program a user could write or run instead of ptm) measured in this run.
+
+Peers: the book's loop; timm's inference.py; torch.compile (Inductor, frozen, channels_last); an
+ONNX Runtime session and an OpenVINO compiled model used directly, each fed batches of 16 decoded
+by Pillow/NumPy as a short script would. The exported files the runtime peers load are the very
+files ptm built (same graph, same int8 quantisation), so the difference is ptm's own pipeline.
+Configurations this CPU cannot run natively (bf16 without AVX512-BF16/AMX, int8 where ptm
+refuses it) are skipped, and the script says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load_average, machine, make_jpegs, resnet101_weights, run_json
+from common import ROOT, load_average, machine, make_jpegs, resnet101_weights, run_json
 
 # The book's chapter 2.1 code, looped over the files: one image at a time, fp32, no inference_mode.
 BOOK = r"""
@@ -26,45 +37,116 @@ import glob, json, statistics, sys, time
 import torch
 from PIL import Image
 from torchvision import models, transforms
-weights, folder, device, repeats = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+weights, folder, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
 resnet = models.resnet101()
 resnet.load_state_dict(torch.load(weights))
-resnet.eval().to(device)
+resnet.eval()
 preprocess = transforms.Compose([
     transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
     transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
 paths = sorted(glob.glob(folder + "/*.jpg"))
 def one(path):
     img = Image.open(path)
-    batch_t = torch.unsqueeze(preprocess(img), 0).to(device)
+    batch_t = torch.unsqueeze(preprocess(img), 0)
     out = resnet(batch_t)
     _, index = torch.max(out, 1)
     percentage = torch.nn.functional.softmax(out, dim=1)[0] * 100
     return index[0].item(), percentage[index[0]].item()
 one(paths[0])
-times, top1 = [], []
+times = []
 for _ in range(repeats):
     start = time.perf_counter()
     top1 = [one(p)[0] for p in paths]
     times.append(time.perf_counter() - start)
-print(json.dumps({"img_s": len(paths) / statistics.median(times), "top1": top1}))
+print(json.dumps({"img_s": len(paths) / statistics.median(times)}))
 """
 
+# Decoding and preprocessing as a short script does it (Pillow, NumPy), shared by the peers below.
+PEER_DECODE = r"""
+import glob, json, statistics, sys, time
+import numpy as np
+from PIL import Image
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32); STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+def load(path):
+    img = Image.open(path).convert("RGB")
+    w, h = img.size; s = 232 / min(w, h)
+    img = img.resize((max(232, round(w * s)), max(232, round(h * s))), Image.BILINEAR)
+    w, h = img.size; left, top = (w - 224) // 2, (h - 224) // 2
+    x = np.asarray(img.crop((left, top, left + 224, top + 224)), dtype=np.float32) / 255
+    return ((x - MEAN) / STD).transpose(2, 0, 1)
+def batches(paths, size=16):
+    for i in range(0, len(paths), size):
+        yield np.ascontiguousarray(np.stack([load(p) for p in paths[i:i + size]]))
+def timed(run, paths, repeats):
+    run(paths[:16])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter(); run(paths); times.append(time.perf_counter() - start)
+    return len(paths) / statistics.median(times)
+"""
+
+ORT_PEER = PEER_DECODE + r"""
+import onnxruntime as ort
+model, folder, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
+session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+def run(paths):
+    for x in batches(paths):
+        probs = session.run(["probabilities"], {"pixels": x})[0]
+        np.argsort(-probs, axis=1)[:, :5]
+print(json.dumps({"img_s": timed(run, sorted(glob.glob(folder + "/*.jpg")), repeats)}))
+"""
+
+OPENVINO_PEER = PEER_DECODE + r"""
+import openvino as ov
+model, folder, repeats, hint = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+request = compiled.create_infer_request()
+output = compiled.output("probabilities")
+def run(paths):
+    for x in batches(paths):
+        probs = request.infer({"pixels": x})[output]
+        np.argsort(-probs, axis=1)[:, :5]
+print(json.dumps({"img_s": timed(run, sorted(glob.glob(folder + "/*.jpg")), repeats)}))
+"""
+
+COMPILE_PEER = PEER_DECODE + r"""
+import torch, torchvision
+import torch._inductor.config as inductor_config
+weights, folder, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model = torchvision.models.resnet101()
+model.load_state_dict(torch.load(weights))
+model = model.eval().to(memory_format=torch.channels_last)
+inductor_config.freezing = True
+compiled = torch.compile(model, dynamic=False)
+def run(paths):
+    with torch.inference_mode():
+        for x in batches(paths):
+            x = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+            if x.shape[0] < 16:  # one shape, as a compiled model wants
+                x = torch.cat([x, x.new_zeros(16 - x.shape[0], *x.shape[1:])])
+            compiled(x).softmax(1).topk(5)
+start = time.perf_counter(); run(sorted(glob.glob(folder + "/*.jpg"))[:16]); compile_s = time.perf_counter() - start
+print(json.dumps({"img_s": timed(run, sorted(glob.glob(folder + "/*.jpg")), repeats), "compile_s": compile_s}))
+"""
+
+# ptm's own path: the runtime choice, the pipeline (background decode, padding, top-k) and a sink.
 PTM = r"""
 import io, json, statistics, sys, time
 from pathlib import Path
-import torch
+from ptmcli.models.weights import file_sha256
 from ptmcli.pipeline.classification import classify_batches, padded_batch_size
 from ptmcli.pipeline.inputs import InputItem
-from ptmcli.pipeline.loading import ClassifierChoice, load_classifier
+from ptmcli.pipeline.loading import ClassifierChoice, choose_classifier, load_classifier
 from ptmcli.sinks.console import ConsoleSink
-weights, folder, device, repeats, precision, compile_, batch, model = sys.argv[1:9]
+weights, folder, device, repeats, precision, compile_, batch, model, runtime = sys.argv[1:10]
 repeats, batch, compile_ = int(repeats), int(batch), compile_ == "1"
-start = time.perf_counter()
-clf = load_classifier(ClassifierChoice(model=model, weights_path=Path(weights), device=device,
-                                       precision=precision, compile=compile_))
-load_s = time.perf_counter() - start
 work = list(enumerate(InputItem(str(p)) for p in sorted(Path(folder).glob("*.jpg"))))
+start = time.perf_counter()
+choice, clf = choose_classifier(ClassifierChoice(model=model, weights_path=Path(weights),
+                                weights_sha256=file_sha256(Path(weights)), device=device, precision=precision,
+                                compile=compile_), runtime, inputs=len(work))
+clf = clf or load_classifier(choice)
+load_s = time.perf_counter() - start
 pad_to = padded_batch_size(batch, len(work))
 def run(work):
     sink = ConsoleSink("tsv", io.StringIO())
@@ -81,11 +163,9 @@ times = []
 for _ in range(repeats):
     start = time.perf_counter()
     top1 = run(work)
-    if clf.device.type == "cuda":
-        torch.cuda.synchronize()
     times.append(time.perf_counter() - start)
-print(json.dumps({"img_s": len(work) / statistics.median(times), "first_batch_s": first_s,
-                  "load_s": load_s, "top1": top1}))
+print(json.dumps({"img_s": len(work) / statistics.median(times), "first_batch_s": first_s, "load_s": load_s,
+                  "runtime": choice.runtime, "top1": top1}))
 """
 
 # timm's inference.py, reduced to what it does for this case: timm's dataset and loader
@@ -94,10 +174,10 @@ TIMM = r"""
 import json, statistics, sys, time
 import torch, timm
 from timm.data import create_dataset, create_loader, resolve_data_config
-weights, folder, device, repeats, amp = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+weights, folder, repeats, amp = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 model = timm.create_model("resnet101", pretrained=False)
 model.load_state_dict(torch.load(weights))
-model.eval().to(device)
+model.eval()
 if amp:
     model = model.to(memory_format=torch.channels_last)
 config = resolve_data_config({}, model=model)
@@ -105,24 +185,42 @@ dataset = create_dataset("", root=folder)
 loader = create_loader(dataset, input_size=config["input_size"], batch_size=16, use_prefetcher=False,
                        interpolation=config["interpolation"], mean=config["mean"], std=config["std"],
                        num_workers=2, crop_pct=config["crop_pct"], crop_mode=config["crop_mode"],
-                       device=torch.device(device), persistent_workers=False)
+                       persistent_workers=False)
 def run():
-    top1 = []
     with torch.no_grad():
         for x, _ in loader:
-            x = x.to(device)
             if amp:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
-                out = model(x)
-            top1 += out.topk(5)[1][:, 0].tolist()
-    return top1
+            with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=amp):
+                model(x).topk(5)
 run()
 times = []
 for _ in range(repeats):
     start = time.perf_counter(); run(); times.append(time.perf_counter() - start)
 print(json.dumps({"img_s": len(dataset) / statistics.median(times)}))
 """
+
+
+def ptm_exports(weights: Path, precision: str) -> None:
+    """Build ptm's exported files (and its timings) with the real command, as a first run would."""
+    one = next(iter(sorted(make_jpegs(8).glob("*.jpg"))))
+    done = subprocess.run([sys.executable, "-m", "ptmcli", "classify", str(one), "--weights", str(weights),
+                           "--precision", precision, "--runtime", "auto"], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PTM_OFFLINE": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"ptm --precision {precision} failed:\n{done.stderr[-2000:]}")
+
+
+def export_file(weights: Path, runtime: str, precision: str) -> Path | None:
+    from ptmcli.models.registry import get_classifier
+    from ptmcli.models.runtimes.build import key_for
+    from ptmcli.models.runtimes.exports import find
+    from ptmcli.models.weights import file_sha256
+
+    export = find(key_for(get_classifier("resnet101"), file_sha256(weights), runtime, precision))
+    if export is None:
+        return None
+    return export.file("model.onnx" if runtime == "onnxruntime" else "model.xml")
 
 
 def main() -> None:
@@ -140,50 +238,115 @@ def main() -> None:
 
     import torch
 
+    from ptmcli.models.runtimes import installed, label
+    from ptmcli.models.runtimes.cpu import cpu_features
+
+    cpu = cpu_features()
+    cuda = args.device.startswith("cuda")
     folder = make_jpegs(args.images)
     weights = resnet101_weights()
-    common = [str(weights), str(folder), args.device, str(args.repeats)]
+    common = [str(weights), str(folder), str(args.repeats)]
     print(f"machine: {machine()}; load average before: {load_average()}")
+    print(f"CPU features: {cpu.summary()}; torch CPU capability: {torch.backends.cpu.get_cpu_capability()}")
+    print(f"runtimes: {', '.join(label(r) for r in ('torch', 'onnxruntime', 'openvino') if installed(r))}")
     print(f"{args.images} JPEGs 1280x720, ResNet101 ({weights.name}), batch {args.batch_size}, "
           f"medians of {args.repeats}\n")
 
-    rows: list[tuple[str, dict]] = []
-    rows.append(("book loop (fp32, 1 image at a time)", run_json(BOOK, *common)))
-    base = rows[0][1]["img_s"]
-    cuda = args.device.startswith("cuda")
-    precisions = ["fp32", "bf16"] + (["fp16"] if cuda else [])
-    if not cuda and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        precisions = ["fp32"]
-    for precision in precisions:
-        rows.append((f"ptm --precision {precision}",
-                     run_json(PTM, *common, precision, "0", str(args.batch_size), "resnet101")))
-    if not args.no_compile:
-        for precision in precisions[1:2] or precisions[:1]:
-            rows.append((f"ptm --precision {precision} --compile",
-                         run_json(PTM, *common, precision, "1", str(args.batch_size), "resnet101")))
+    skipped: list[str] = []
+    peers: list[tuple[str, str, dict]] = []  # (name, precision, result)
+    ours: list[tuple[str, str, dict]] = []
+
+    def ptm_row(name: str, precision: str, runtime: str, compile_: bool = False) -> None:
+        result = run_json(PTM, str(weights), str(folder), args.device, str(args.repeats), precision,
+                          "1" if compile_ else "0", str(args.batch_size), "resnet101", runtime)
+        ours.append((f"{name} (ran {result['runtime']})" if runtime == "auto" else name, precision, result))
+
+    book = run_json(BOOK, *common)
+    peers.append(("book loop (fp32, one image at a time)", "fp32", book))
+    if not cuda:
+        wanted = ["fp32"] if args.quick else ["fp32"] + (["bf16"] if cpu.bf16 else []) + ["int8"]
+        if not cpu.bf16:
+            skipped.append("bf16 (no AVX512-BF16 or AMX on this CPU: it would run emulated, slower than fp32)")
+        precisions = []
+        for precision in wanted:
+            try:
+                ptm_exports(weights, precision)
+                precisions.append(precision)
+            except RuntimeError as exc:
+                skipped.append(f"ptm --precision {precision}: {str(exc).splitlines()[-1]}")
+        ptm_row("ptm default (--runtime auto, fp32)", "fp32", "auto")
+        for runtime in ("torch", "onnxruntime", "openvino"):
+            if installed(runtime):
+                ptm_row(f"ptm --precision fp32 --runtime {runtime}", "fp32", runtime)
+        if "bf16" in precisions:
+            ptm_row("ptm --runtime torch --precision bf16", "bf16", "torch")
+            if installed("openvino"):
+                ptm_row("ptm --runtime openvino --precision bf16", "bf16", "openvino")
+        if "int8" in precisions:
+            ptm_row("ptm --precision int8", "int8", "auto")
+        if not args.no_compile:
+            ptm_row("ptm --runtime torch --compile", "fp32", "torch", compile_=True)
+
+        onnx = export_file(weights, "onnxruntime", "fp32")
+        if onnx is not None:
+            peers.append(("ONNX Runtime session, fp32", "fp32", run_json(ORT_PEER, str(onnx), str(folder),
+                                                                            str(args.repeats))))
+        xml = export_file(weights, "openvino", "fp32")
+        if xml is not None:
+            peers.append(("OpenVINO compiled model, fp32", "fp32",
+                          run_json(OPENVINO_PEER, str(xml), str(folder), str(args.repeats), "f32")))
+            if cpu.bf16:
+                peers.append(("OpenVINO compiled model, bf16", "bf16",
+                              run_json(OPENVINO_PEER, str(xml), str(folder), str(args.repeats), "bf16")))
+        int8 = export_file(weights, "openvino", "int8")
+        if int8 is not None:
+            peers.append(("OpenVINO compiled model, int8 (ptm's NNCF file)", "int8",
+                          run_json(OPENVINO_PEER, str(int8), str(folder), str(args.repeats), "f32")))
+        if not args.no_compile:
+            peers.append(("torch.compile (Inductor, freezing) fp32 channels_last", "fp32",
+                          run_json(COMPILE_PEER, *common, timeout=3600)))
+    else:
+        for precision in ("fp32", "bf16", "fp16"):
+            ptm_row(f"ptm --device {args.device} --precision {precision}", precision, "torch")
     try:
         import timm  # noqa: F401
 
-        rows.append(("timm inference.py -b 16", run_json(TIMM, *common, "0")))
-        rows.append(("timm inference.py -b 16 --amp bf16 --channels-last", run_json(TIMM, *common, "1")))
+        peers.append(("timm inference.py -b 16", "fp32", run_json(TIMM, *common, "0")))
+        if cpu.bf16 or cuda:
+            peers.append(("timm inference.py -b 16 --amp bf16 --channels-last", "bf16", run_json(TIMM, *common, "1")))
+        else:
+            skipped.append("timm --amp bf16 (no native bf16 on this CPU: 0.6 img/s, over 15 minutes)")
     except ImportError:
-        print("(timm not installed: `pip install timm` to include it)")
+        skipped.append("timm (not installed: pip install timm)")
 
-    print(f"{'configuration':<52} {'img/s':>8} {'x book':>7}  notes")
-    for name, result in rows:
-        notes = []
-        if "first_batch_s" in result and "compile" in name:
-            notes.append(f"compile + first batch {result['first_batch_s']:.1f} s")
-        if "load_s" in result:
-            notes.append(f"load {result['load_s']:.2f} s")
-        print(f"{name:<52} {result['img_s']:>8.1f} {result['img_s'] / base:>7.2f}  {'; '.join(notes)}")
-    timm_bf16 = next((r for n, r in rows if n.startswith("timm") and "amp" in n), None)
-    ptm_bf16 = next((r for n, r in rows if n == "ptm --precision bf16"), None)
-    if timm_bf16 and ptm_bf16:
-        print(f"\nptm bf16 / timm bf16: {ptm_bf16['img_s'] / timm_bf16['img_s']:.2f}x")
+    base = book["img_s"]
+    fastest = max((r["img_s"] for name, _, r in peers if "book" not in name), default=base)
+    fastest_fp32 = max((r["img_s"] for name, p, r in peers if p == "fp32" and "book" not in name), default=base)
+    print(f"{'configuration':<58} {'prec':>5} {'img/s':>8} {'x book':>7} {'x peer':>7}  notes")
+    for group, rows in (("peers", peers), ("ptm", ours)):
+        print(f"-- {group}")
+        for name, precision, result in rows:
+            notes = []
+            if "compile_s" in result:
+                notes.append(f"compile {result['compile_s']:.0f} s")
+            if "compile" in name and "first_batch_s" in result:
+                notes.append(f"compile + first batch {result['first_batch_s']:.0f} s")
+            if "load_s" in result:
+                notes.append(f"load {result['load_s']:.2f} s")
+            print(f"{name:<58} {precision:>5} {result['img_s']:>8.1f} {result['img_s'] / base:>7.2f} "
+                  f"{result['img_s'] / fastest:>7.2f}  {'; '.join(notes)}")
+    if ours and not cuda:
+        default = ours[0][2]["img_s"]
+        best_name, _, best = max(ours, key=lambda row: row[2]["img_s"])
+        print(f"\nptm default / fastest fp32 peer: {default / fastest_fp32:.2f}x "
+              f"({default:.1f} vs {fastest_fp32:.1f} img/s)")
+        print(f"ptm best ({best_name}) / fastest peer of any precision: {best['img_s'] / fastest:.2f}x "
+              f"({best['img_s']:.1f} vs {fastest:.1f} img/s)")
+    for line in skipped:
+        print(f"skipped: {line}")
     print(f"load average after: {load_average()}")
     if args.json:
-        numbers = {name: {k: v for k, v in r.items() if k != "top1"} for name, r in rows}
+        numbers = {name: {k: v for k, v in r.items() if k != "top1"} for name, _, r in peers + ours}
         args.json.write_text(json.dumps(numbers, indent=1))
 
 

@@ -42,10 +42,12 @@ def _root(
     version: Annotated[
         Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks (also PTM_DEBUG=1).")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show Python tracebacks and what libraries ptm runs say (Ray); also PTM_DEBUG=1.")] = False,
 ) -> None:
     if debug:
         _debug["on"] = True
+        os.environ["PTM_DEBUG"] = "1"  # library code (and Ray's workers) read it there
 
 
 app.command("classify")(classify_cmds.classify)

@@ -40,6 +40,9 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
         XDG_CACHE_HOME=str(tmp_path / "cache"),
         TORCH_HOME=str(tmp_path / "torch-home"),
         PTM_OFFLINE="1",
+        # The reference runtime, so a test's first run does not export and time every runtime in
+        # its fresh cache; tests/test_runtimes.py and test_one_path.py cover the others.
+        PTM_RUNTIME="torch",
         NO_COLOR="1",
         COLUMNS="200",
     )

@@ -49,7 +49,7 @@ def module_env(tmp_path_factory) -> dict[str, str]:
     cache = tmp_path_factory.mktemp("cache")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTM_")}
     env.update(XDG_CACHE_HOME=str(cache / "xdg"), TORCH_HOME=str(cache / "torch"), PTM_OFFLINE="1",
-               NO_COLOR="1")
+               PTM_RUNTIME="torch", NO_COLOR="1")
     return env
 
 

@@ -51,7 +51,15 @@ def env(tmp_path_factory) -> dict[str, str]:
     cache = tmp_path_factory.mktemp("cache")
     base = {k: v for k, v in os.environ.items() if not k.startswith("PTM_")}
     return {**base, "XDG_CACHE_HOME": str(cache / "xdg"), "TORCH_HOME": str(cache / "torch"),
-            "PTM_OFFLINE": "1", "NO_COLOR": "1", **ONE_THREAD}
+            "PTM_OFFLINE": "1", "PTM_RUNTIME": "torch", "NO_COLOR": "1", **ONE_THREAD}
+
+
+@pytest.fixture(scope="module", params=["torch", "onnxruntime"])
+def runtime_work(request, photos, env, tmp_path_factory) -> tuple[Path, dict]:
+    """A folder beside the photos for one runtime's runs, and that runtime's environment."""
+    work = tmp_path_factory.mktemp(f"work-{request.param}")
+    (work / "photos").symlink_to(photos, target_is_directory=True)
+    return work, {**env, "PTM_RUNTIME": request.param}
 
 
 def ptm(env, *args, cwd: Path, extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -59,8 +67,8 @@ def ptm(env, *args, cwd: Path, extra: dict | None = None) -> subprocess.Complete
                           env={**env, **(extra or {})}, timeout=300)
 
 
-def test_every_path_gives_the_same_rows_and_numbers(photos, env):
-    work = photos.parent
+def test_every_path_gives_the_same_rows_and_numbers(photos, runtime_work):
+    work, env = runtime_work
     common = ["photos", *LITE, *BATCH, "--top", "5"]
 
     stdout_jsonl = ptm(env, "classify", *common, "--format", "jsonl", "--with-errors", cwd=work)
@@ -129,8 +137,7 @@ def test_ray_engine_writes_the_same_rows_and_numbers(photos, env):
     work = photos.parent
     args = ["classify", "photos", *LITE, *BATCH, "--top", "5"]
     ray_env = {"RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"}
-    if not (work / "r.h5").exists():  # made by the test above when it ran first
-        assert ptm(env, *args, "-o", "r.h5", cwd=work).returncode == 1
+    assert ptm(env, *args, "-o", "r.h5", cwd=work).returncode == 1
     on_ray = ptm(env, *args, "-o", "ray.h5", "--engine", "ray", cwd=work, extra=ray_env)
     assert on_ray.returncode == 1, on_ray.stderr
     assert on_ray.stderr.count("ptm: photos/c_broken.jpg: ") == 1

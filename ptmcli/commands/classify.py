@@ -16,6 +16,7 @@ from ptmcli.commands.options import (
     FormatOpt,
     OfflineOpt,
     PrecisionOpt,
+    RuntimeOpt,
     WeightsOpt,
 )
 from ptmcli.models.registry import DEFAULT_CLASSIFIER
@@ -28,6 +29,7 @@ def classify(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    runtime: RuntimeOpt = "auto",
     compile: CompileOpt = False,
     exact_decode: Annotated[bool, typer.Option("--exact-decode", help="Decode JPEGs at full size before resizing, exactly as torchvision; slower on large photos.")] = False,
     batch_size: BatchSizeOpt = 16,
@@ -62,7 +64,7 @@ def classify(
 
     options = ClassifyOptions(
         paths=tuple(paths), top=top, model=model, weights=weights, device=device, precision=precision,
-        compile=compile, exact_decode=exact_decode, batch_size=batch_size, fmt=fmt.value, offline=offline,
+        runtime=runtime, compile=compile, exact_decode=exact_decode, batch_size=batch_size, fmt=fmt.value, offline=offline,
         fail_fast=fail_fast, with_errors=with_errors, output=output, resume=resume, force=force,
         save_probs=save_probs, save_features=save_features, shard=shard, engine=engine, actors=actors,
     )

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ptmcli.models.runtimes import RUNTIME_HELP
 from ptmcli.pipeline.device import DEVICE_HELP, PRECISION_HELP
 from ptmcli.sinks.formats import FORMAT_HELP, Format
 
@@ -26,3 +27,4 @@ CompileOpt = Annotated[
     typer.Option("--compile", help="torch.compile the model (Inductor, frozen weights): pays 15-60 s once per "
                  "process, then runs faster. For long runs."),
 ]
+RuntimeOpt = Annotated[str, typer.Option("--runtime", "-r", help=RUNTIME_HELP, envvar="PTM_RUNTIME")]

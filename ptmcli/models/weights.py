@@ -183,6 +183,16 @@ def file_sha256(path: Path) -> str:
     return file_digest(path, SHA256)
 
 
+def remember_sha256(digests: dict[Path, str]) -> None:
+    """Record the SHA-256 of files ptm itself just wrote and hashed (under another name, before a
+    rename), so the next run need not read them again."""
+    memo = _read_memo()
+    for path, digest in digests.items():
+        stat = path.stat()
+        memo[str(path.resolve())] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, SHA256: digest}
+    _write_memo(memo)
+
+
 def remembered_digest(path: Path, kind: str = SHA256) -> str | None:
     """The memo's digest for `path` if the file is unchanged since it was hashed; never reads it."""
     try:

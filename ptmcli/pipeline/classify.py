@@ -27,6 +27,7 @@ class ClassifyOptions:
     weights: str | None = None
     device: str = "auto"
     precision: str = "fp32"
+    runtime: str = "auto"
     compile: bool = False
     exact_decode: bool = False
     batch_size: int = 16
@@ -72,10 +73,11 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
     from ptmcli import __version__, startup
     from ptmcli.models import weights as weight_files
     from ptmcli.models.registry import get_classifier
+    from ptmcli.models.runtimes import label
     from ptmcli.pipeline.classification import padded_batch_size
     from ptmcli.pipeline.engines import open_engine
     from ptmcli.pipeline.inputs import collect, nothing_to_do
-    from ptmcli.pipeline.loading import ClassifierChoice, locate_weights
+    from ptmcli.pipeline.loading import ClassifierChoice, choose_classifier, locate_weights
     from ptmcli.pipeline.shards import select
     from ptmcli.pipeline.signals import StopOnSignal
     from ptmcli.sinks.console import ConsoleSink
@@ -93,15 +95,18 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
 
     spec = get_classifier(options.model)
     weights_path = locate_weights(spec.weights, options.weights, options.offline)
-    choice = ClassifierChoice(model=spec.name, weights_path=weights_path, device=options.device,
-                              precision=options.precision, compile=options.compile,
-                              exact_decode=options.exact_decode)
-    engine = open_engine(options.engine, choice, options.actors)
+    weights_sha256 = weight_files.file_sha256(weights_path)
+    choice, backend = choose_classifier(
+        ClassifierChoice(model=spec.name, weights_path=weights_path, weights_sha256=weights_sha256,
+                         device=options.device, precision=options.precision, compile=options.compile,
+                         exact_decode=options.exact_decode),
+        options.runtime, inputs=len(inputs))
+    engine = open_engine(options.engine, choice, options.actors, backend)
     categories = engine.categories
     info = RunInfo(
         model=spec.name,
         weights_file=weights_path.name,
-        weights_sha256=weight_files.file_sha256(weights_path),
+        weights_sha256=weights_sha256,
         # Precision and JPEG draft decoding change the numbers too: a resume must use the same.
         preprocess={**asdict(spec.preprocess), "precision": options.precision,
                     "jpeg_draft": not options.exact_decode},
@@ -113,6 +118,8 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
         inputs_total=len(inputs),
         ptm_version=__version__,
         device=engine.device,
+        runtime=label(choice.runtime),
+        precision=choice.precision,
     )
     startup.loaded()
 
@@ -129,7 +136,8 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
                          fail_fast=options.fail_fast)
 
     failed = 0
-    with StopOnSignal() as stop, closing(batches):
+    # Closing the engine gives Ray's output back; an error before this point exits anyway.
+    with StopOnSignal() as stop, closing(batches), closing(engine):
         try:
             with progress(len(work), "classifying", stdout_free=checked.output is not None) as advance:
                 for local_rows, output in batches:

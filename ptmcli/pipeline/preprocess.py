@@ -82,3 +82,21 @@ def to_batch(
     mean = torch.tensor(spec.mean, device=batch.device).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=batch.device).view(1, 3, 1, 1)
     return batch.sub_(mean).div_(std).to(dtype)
+
+
+def normalised_batch(arrays: list["np.ndarray"], spec: Preprocess, pad_to: int | None = None) -> "np.ndarray":
+    """uint8 HWC arrays -> the float32 NCHW batch `to_batch` makes, in NumPy (no torch), padded
+    with black images to `pad_to` rows.
+
+    The same operations in the same order as `to_batch` (true division, then subtract, then
+    divide), so both give the same bits (a test checks).
+    """
+    import numpy as np
+
+    if pad_to is not None and len(arrays) < pad_to:
+        arrays = list(arrays) + [np.zeros_like(arrays[0])] * (pad_to - len(arrays))
+    batch = np.stack(arrays).astype(np.float32)
+    batch /= np.float32(255)
+    batch -= np.asarray(spec.mean, dtype=np.float32)
+    batch /= np.asarray(spec.std, dtype=np.float32)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))

@@ -63,6 +63,8 @@ class RunInfo:
     inputs_total: int = 0
     ptm_version: str = ""
     device: str = ""  # where the numbers were computed ("cpu", "cuda:0"): for people, never checked
+    runtime: str = ""  # what computed them, with its version ("openvino 2026.4.1"): likewise
+    precision: str = ""  # also inside `preprocess`, which --resume and merge check
 
     def attrs(self) -> dict:
         return {
@@ -70,6 +72,8 @@ class RunInfo:
             "ptm_format_version": FORMAT_VERSION,
             "ptm_version": self.ptm_version,
             "device": self.device,
+            "runtime": self.runtime,
+            "precision": self.precision,
             "model": self.model,
             "weights_file": self.weights_file,
             "weights_sha256": self.weights_sha256,

@@ -24,6 +24,9 @@ class Engine(Protocol):
 
     def feature_dim(self) -> int: ...
 
+    def close(self) -> None:
+        """Give back what the engine holds (Ray's redirected output); the run is over."""
+
     def run(self, work: Sequence[tuple[int, "InputItem"]], *, top: int, batch_size: int, pad_to: int,
             probabilities: bool, features: bool, fail_fast: bool) -> Iterator[tuple[list[int], "BatchOutput"]]: ...
 
@@ -40,11 +43,13 @@ def check_engine(name: str, actors: int | None) -> None:
         import_ray()
 
 
-def open_engine(name: str, choice: "ClassifierChoice", actors: int | None = None) -> Engine:
+def open_engine(name: str, choice: "ClassifierChoice", actors: int | None = None, backend=None) -> Engine:
+    """The engine `name`; `backend` is a classifier already loaded for `choice` (the local engine
+    uses it rather than loading a second copy)."""
     if name == "ray":
         from ptmcli.pipeline.engines.ray_engine import RayEngine
 
         return RayEngine(choice, actors)
     from ptmcli.pipeline.engines.local import LocalEngine
 
-    return LocalEngine(choice)
+    return LocalEngine(choice, backend)

@@ -13,10 +13,13 @@ if TYPE_CHECKING:
 
 
 class LocalEngine:
-    def __init__(self, choice: ClassifierChoice):
-        self.classifier = load_classifier(choice)
+    def __init__(self, choice: ClassifierChoice, backend=None):
+        self.classifier = backend if backend is not None else load_classifier(choice)
         self.categories = self.classifier.categories
         self.device = str(self.classifier.device)
+
+    def close(self) -> None:
+        pass
 
     def feature_dim(self) -> int:
         return self.classifier.feature_dim

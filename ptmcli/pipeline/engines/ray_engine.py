@@ -13,6 +13,7 @@ file at the same paths as the driver (a shared file system), as usual for Ray ba
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -91,13 +92,14 @@ class RayEngine:
         from ptmcli.models.registry import get_classifier
 
         self.ray = import_ray()
+        self._quiet = _RayChatterToLog() if os.environ.get("PTM_DEBUG", "") in ("", "0") else None
         self.choice = choice
         self.actors = actors
         self.spec = get_classifier(choice.model)
         self.categories = self.spec.categories()
         if not self.ray.is_initialized():
-            self.ray.init(logging_level=logging.WARNING, include_dashboard=False,
-                          log_to_driver=sys.stderr.isatty())
+            self.ray.init(logging_level=logging.WARNING if self._quiet is None else logging.ERROR,
+                          include_dashboard=False, log_to_driver=self._quiet is None)
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         resources = self.ray.cluster_resources()
         self.gpus, self.cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
@@ -110,6 +112,11 @@ class RayEngine:
                                    ["use --device cpu, or add GPU nodes to the cluster"])
             device = "cuda"  # Ray gives each actor its own GPU as cuda:0 (CUDA_VISIBLE_DEVICES)
         self.device = device
+
+    def close(self) -> None:
+        if self._quiet is not None:
+            self._quiet.restore()
+            self._quiet = None
 
     def feature_dim(self) -> int:
         from ptmcli.models.heads import feature_dim
@@ -141,6 +148,37 @@ class RayEngine:
             num_cpus=1,
         )
         return _stream(ray, classified, {row: item.path for row, item in work}, self.categories)
+
+
+class _RayChatterToLog:
+    """Ray's start-up and worker messages go to a log file, not to ptm's stderr.
+
+    Ray writes from C++ (core_worker) straight to file descriptor 2 and from Python through
+    logging handlers made at import, so the descriptor itself is pointed at a log file; ptm's own
+    `sys.stderr` is a copy of the original descriptor and still reaches the terminal. The log is
+    kept (and named) only when the run fails; `--debug` shows everything as it comes.
+    """
+
+    def __init__(self) -> None:
+        import tempfile
+
+        sys.stderr.flush()
+        self.log = tempfile.NamedTemporaryFile(prefix="ptm-ray-", suffix=".log", delete=False)
+        self._saved_fd = os.dup(2)
+        self._saved_stderr = sys.stderr
+        os.dup2(self.log.fileno(), 2)
+        sys.stderr = os.fdopen(os.dup(self._saved_fd), "w", buffering=1, encoding=self._saved_stderr.encoding,
+                               errors="backslashreplace")
+
+    def restore(self, keep: bool = False) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved_fd, 2)
+        os.close(self._saved_fd)
+        sys.stderr.close()
+        sys.stderr = self._saved_stderr
+        self.log.close()
+        if not keep:
+            os.unlink(self.log.name)
 
 
 def _stream(ray, classified, paths: dict, categories: Sequence[str]) -> Iterator[tuple[list[int], "BatchOutput"]]:

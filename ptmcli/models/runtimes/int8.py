@@ -1,0 +1,127 @@
+"""`--precision int8`: post-training static quantisation, calibrated on photos that ship with ptm.
+
+OpenVINO's quantiser (NNCF) runs with accuracy control: after quantising, it compares the int8
+model's top-1 class with the fp32 model's on views of the shipped photos and turns the layers that
+change it back to fp32 until none does. The classifier layer and the softmax always stay fp32 (a
+uint8 probability has 256 values: top-5 lists would be ties). ONNX Runtime's static quantiser
+has no such control; quantised the same way otherwise, it agreed with fp32 on the top-1 class of
+59 of 64 benchmark photos (OpenVINO's: 62 of 64), so ptm offers int8 through OpenVINO only
+(benchmarks/README.md has the measurements).
+
+Calibration needs real images whose activations span what users feed the network: crops, flips and
+scales of the CC0 / public-domain photos in ptmcli/data/calibration/ (scikit-image's coffee,
+chelsea, camera, rocket and astronaut; see the README there), preprocessed exactly as a run does.
+Nothing is downloaded.
+
+CPUs with 8-bit dot products (VNNI, AMX) multiply int8 x int8 into 32-bit sums. Without them an
+AVX2 kernel adds pairs of products in 16 bits, which can saturate: there the weights are kept to
+7 bits (ONNX Runtime's `reduce_range`, OpenVINO/NNCF's overflow fix), the settings both projects
+give for such CPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ptmcli.models.runtimes.cpu import cpu_features
+from ptmcli.models.runtimes.exported import PROBABILITIES
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ptmcli.models.registry import ModelSpec
+
+CALIBRATION = Path(__file__).resolve().parents[2] / "data" / "calibration"
+# Crops of each photo: (left, top, width, height) as fractions, and whether to mirror it.
+_VIEWS = (
+    (0.0, 0.0, 1.0, 1.0, False), (0.0, 0.0, 1.0, 1.0, True),
+    (0.0, 0.0, 0.7, 0.7, False), (0.3, 0.0, 0.7, 0.7, True), (0.0, 0.3, 0.7, 0.7, True), (0.3, 0.3, 0.7, 0.7, False),
+    (0.15, 0.15, 0.7, 0.7, False), (0.25, 0.25, 0.5, 0.5, True), (0.1, 0.2, 0.85, 0.6, False),
+    (0.05, 0.05, 0.9, 0.9, True), (0.4, 0.1, 0.55, 0.8, False), (0.0, 0.45, 0.5, 0.55, True),
+    (0.5, 0.5, 0.5, 0.5, False), (0.0, 0.5, 0.5, 0.5, True), (0.5, 0.0, 0.5, 0.5, False), (0.2, 0.0, 0.6, 1.0, True),
+    (0.0, 0.2, 1.0, 0.6, False), (0.1, 0.1, 0.4, 0.4, True), (0.35, 0.35, 0.3, 0.3, False), (0.6, 0.2, 0.4, 0.6, True),
+)
+
+
+def calibration_photos() -> list[Path]:
+    return sorted(CALIBRATION.glob("*.jpg"))
+
+
+def calibration_batches(spec: "ModelSpec") -> list["np.ndarray"]:
+    """One normalised [1, 3, crop, crop] array per view of each shipped photo (100 in all)."""
+    from PIL import ImageOps
+
+    from ptmcli.pipeline.images import open_image
+    from ptmcli.pipeline.preprocess import normalised_batch, resize_and_crop
+
+    batches = []
+    for path in calibration_photos():
+        photo = open_image(str(path))
+        width, height = photo.size
+        for left, top, w, h, mirror in _VIEWS:
+            view = photo.crop((int(left * width), int(top * height), int((left + w) * width),
+                               int((top + h) * height)))
+            if mirror:
+                view = ImageOps.mirror(view)
+            batches.append(normalised_batch([resize_and_crop(view.convert("RGB"), spec.preprocess)], spec.preprocess))
+    if not batches:
+        raise FileNotFoundError(f"no calibration photos in {CALIBRATION}")
+    return batches
+
+
+def _settings() -> dict:
+    cpu = cpu_features()
+    return {"calibration_images": len(calibration_photos()) * len(_VIEWS), "cpu_has_vnni": cpu.vnni,
+            "overflow_safe": not cpu.vnni}
+
+
+def quantize_openvino(model, spec: "ModelSpec"):
+    """NNCF post-training quantisation with accuracy control; (quantised model, settings)."""
+    try:
+        import nncf
+    except ImportError:
+        from ptmcli.errors import UsageProblem
+
+        raise UsageProblem("--precision int8 needs NNCF, OpenVINO's quantiser",
+                           ["pip install 'ptmcli[openvino]'"]) from None
+    import numpy as np
+    import openvino
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    settings = _settings()
+    batches = calibration_batches(spec)
+    nncf.set_log_level(logging.ERROR)
+    reference = openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    output = reference.output(PROBABILITIES)
+    labels = [int(reference(batch)[output].argmax()) for batch in batches]
+    del reference
+
+    def agreement(compiled, data) -> float:
+        probabilities = compiled.output(PROBABILITIES)
+        return float(np.mean([compiled(batch)[probabilities].argmax() == label for batch, label in data]))
+
+    advanced = AdvancedQuantizationParameters(
+        overflow_fix=OverflowFix.ENABLE if settings["overflow_safe"] else OverflowFix.DISABLE)
+    with _quiet():
+        quantized = nncf.quantize_with_accuracy_control(
+            model, calibration_dataset=nncf.Dataset(batches),
+            validation_dataset=nncf.Dataset(list(zip(batches, labels))), validation_fn=agreement, max_drop=0.0,
+            subset_size=len(batches), advanced_quantization_parameters=advanced,
+            ignored_scope=nncf.IgnoredScope(types=["Softmax", "MatMul"], validate=False))
+    return quantized, {**settings, "method": "NNCF post-training quantisation with accuracy control "
+                                            "(top-1 of fp32 on the calibration views kept)"}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Quantisers draw progress bars and log chatter; a ptm run shows its own one line instead."""
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
