@@ -84,7 +84,7 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
 
     stdout = stdout or sys.stdout
     checked = check_options(options)
-    inputs = collect(options.paths, stdin)
+    inputs = collect(options.paths, stdin, offline=weight_files.offline_requested(options.offline))
     problem = nothing_to_do(inputs, "classify")
     if problem is not None:
         raise problem

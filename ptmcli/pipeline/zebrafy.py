@@ -45,12 +45,13 @@ class ZebrafyOptions:
 
 def plan(options: ZebrafyOptions, stdin: TextIO | None) -> list[tuple[InputItem, "Path"]]:
     """(input, output path) for every input to compute; torch-free, so mistakes surface at once."""
+    from ptmcli.models.weights import offline_requested
     from ptmcli.pipeline.inputs import collect, nothing_to_do
     from ptmcli.sinks.images import plan_outputs
 
     if options.force and options.skip_existing:
         raise UsageProblem("--force and --skip-existing contradict each other", ["pick one"])
-    inputs = collect(options.paths, stdin)
+    inputs = collect(options.paths, stdin, offline=offline_requested(options.offline))
     problem = nothing_to_do(inputs, "zebrafy")
     if problem is not None:
         raise problem
