@@ -10,10 +10,12 @@ from __future__ import annotations
 import io
 import math
 import os
+import threading
 import warnings
+from collections import OrderedDict
 from typing import TYPE_CHECKING, BinaryIO
 
-from ptmcli.downloads import is_url, read_url
+from ptmcli.downloads import Downloaded, is_url, read_url
 from ptmcli.errors import InputError
 from ptmcli.pipeline.inputs import unreadable
 
@@ -29,13 +31,39 @@ class Fetched(io.BytesIO):
         self.content_type = content_type
 
 
+# Downloads kept after decoding, newest last, when something reads the inputs again (a report's
+# thumbnails); bounded in bytes. The decode threads run a few batches ahead of the sinks, so the
+# bound holds many batches of photos.
+_recent: OrderedDict[str, Downloaded] = OrderedDict()
+_recent_lock = threading.Lock()
+_recent_budget = [0]
+
+
+def keep_recent_downloads(budget: int = 256 << 20) -> None:
+    _recent_budget[0] = budget
+
+
+def _fetch(url: str) -> Downloaded:
+    with _recent_lock:
+        if url in _recent:
+            _recent.move_to_end(url)
+            return _recent[url]
+    download = read_url(url)
+    if _recent_budget[0]:
+        with _recent_lock:
+            _recent[url] = download
+            while sum(len(d.data) for d in _recent.values()) > _recent_budget[0]:
+                _recent.popitem(last=False)
+    return download
+
+
 def input_source(path: str) -> "str | BinaryIO":
     """What Pillow opens for an input: the path of a file, or the downloaded bytes of a URL.
 
     Open it once per input and pass it to `open_image(source=...)`, so a URL is fetched once.
     """
     if is_url(path):
-        download = read_url(path)
+        download = _fetch(path)
         return Fetched(download.data, download.content_type)
     return path
 
