@@ -111,7 +111,7 @@ def torch_version() -> str:
         return "not installed"
 
 
-def common_provenance(started: float, wall: float, ok: int, failed: int, total: int) -> list[tuple[str, str]]:
+def common_provenance(started: float, wall: float | None, ok: int, failed: int, total: int) -> list[tuple[str, str]]:
     import sys
 
     from ptmcli import __version__
@@ -119,7 +119,8 @@ def common_provenance(started: float, wall: float, ok: int, failed: int, total: 
     when = datetime.fromtimestamp(started, timezone.utc).astimezone()
     return [
         ("ptm", __version__), ("torch", torch_version()),
-        ("date", when.isoformat(timespec="seconds")), ("wall time", f"{wall:.1f} s"),
+        ("date", when.isoformat(timespec="seconds")),
+        ("wall time", "not recorded" if wall is None else f"{wall:.1f} s"),
         ("counts", f"{ok} ok, {failed} failed, {total - ok - failed} not done, {total} in all"),
         ("command", " ".join(["ptm", *sys.argv[1:]])),
     ]
@@ -144,9 +145,10 @@ class ClassifyReport:
     """
 
     def __init__(self, path: Path, paths: Sequence[str], provenance: Sequence[tuple[str, str]],
-                 previous: dict[int, Classification] | None = None):
+                 previous: dict[int, Classification] | None = None, timed: bool = True):
         from ptmcli.pipeline.images import keep_recent_downloads
 
+        self.timed = timed
         self.path = path
         self.paths = list(paths)
         self.provenance = list(provenance)
@@ -176,8 +178,8 @@ class ClassifyReport:
         complete = len(done) == total
         status = (f"complete: {total} inputs" if complete
                   else f"partial: stopped after {len(done)} of {total} inputs")
-        provenance = [*self.provenance, *common_provenance(self.started, time.monotonic() - self._clock,
-                                                           len(cards), len(failed), total)]
+        wall = time.monotonic() - self._clock if self.timed else None
+        provenance = [*self.provenance, *common_provenance(self.started, wall, len(cards), len(failed), total)]
         return classify_page("ptm classify report", provenance, status, complete, cards, failed)
 
     def close(self) -> None:
@@ -234,3 +236,17 @@ class ZebrafyReport:
             self.close()
         except (OutputUnwritable, OSError):
             pass
+
+
+def report_of_results(source: Path, destination: Path) -> None:
+    """`ptm report`: the page of a classify results file (any kind ptm writes)."""
+    from ptmcli.errors import NoInputs
+    from ptmcli.sinks.readback import describe, read_results
+
+    if not source.is_file():
+        raise NoInputs(f"{source}: no such file", ["name a results file written by ptm classify --output"])
+    info, paths, found = read_results(source)
+    provenance = [*describe(info), ("results file", str(source))]
+    if info.get("ptm_version"):
+        provenance.append(("results made by", f"ptm {info['ptm_version']}"))
+    ClassifyReport(destination, paths, provenance, found, timed=False).close()
