@@ -44,10 +44,10 @@ def inline_max() -> int:
 def check_report(path_text: str) -> Path:
     """Refuse early (exit 2) a report that could not be written: wrong name, a folder, no permission."""
     path = Path(path_text)
-    if path.suffix.lower() not in REPORT_SUFFIXES:
-        raise UsageProblem(f"--report {path_text}: a report is an HTML file", ["name it .html, e.g. report.html"])
     if path.is_dir():
         raise OutputUnwritable(f"--report {path} is a directory", ["name a file, e.g. report.html"])
+    if path.suffix.lower() not in REPORT_SUFFIXES:
+        raise UsageProblem(f"--report {path_text}: a report is an HTML file", ["name it .html, e.g. report.html"])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp_beside(path).unlink()  # can a file be created there at all?
