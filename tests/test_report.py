@@ -78,6 +78,25 @@ def test_the_proxy_sees_page_requests(tmp_path):
     assert "leaky" in dom and requests == ["203.0.113.9"]
 
 
+def test_reports_and_urls_run_without_torch(tmp_path):
+    import sys
+
+    page = tmp_path / "r.html"
+    code = ("import sys\n"
+            "from pathlib import Path\n"
+            "from ptmcli.results import BatchOutput, Classification, Prediction\n"
+            "from ptmcli.sinks.report import ClassifyReport\n"
+            "import ptmcli.downloads, ptmcli.sinks.readback\n"
+            f"r = ClassifyReport(Path({str(page)!r}), [{str(EXAMPLES / 'coffee.png')!r}], [])\n"
+            f"r.write([0], BatchOutput([Classification({str(EXAMPLES / 'coffee.png')!r}, "
+            "(Prediction(1, 967, 'espresso', 0.9),))]))\n"
+            "r.close()\n"
+            "print('torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "False\n", done.stderr
+    assert len(Dom(page.read_text()).images) == 1
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("report") / "photos"
