@@ -110,7 +110,7 @@ def photos(tmp_path_factory) -> Path:
 
 def test_classify_report_in_a_browser(run_ptm, photos, tmp_path):
     page = tmp_path / "r.html"
-    done = run_ptm("classify", photos, *LITE, "--top", "3", "--report", page)
+    done = run_ptm("classify", photos, *LITE, "--top", "3", "--device", "cpu", "--report", page)
     assert done.returncode == 1, done.stderr
     html = page.read_text()
     assert "http://" not in html and "https://" not in html  # nothing it could fetch
