@@ -90,8 +90,9 @@ def main() -> None:
             theirs = dict(got[path])
             worst = max([worst, *(abs(theirs[i] - q) if i in theirs else q for i, q in predictions)])
         disagreements = [Path(p).name for p in reference if got[p][0][0] != reference[p][0][0]]
+        differs = f"  differs: {', '.join(disagreements)}" if disagreements else ""
         print(f"{name:<34} {agree:>5} / {len(reference):<5} {sum(overlaps) / len(overlaps):>13.1%} "
-              f"{min(overlaps):>12.0%} {worst:>9.2e}" + (f"  differs: {', '.join(disagreements)}" if disagreements else ""))
+              f"{min(overlaps):>12.0%} {worst:>9.2e}{differs}")
     print(f"\nload average after: {load_average()}")
 
 

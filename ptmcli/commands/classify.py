@@ -16,6 +16,7 @@ from ptmcli.commands.options import (
     FormatOpt,
     OfflineOpt,
     PrecisionOpt,
+    ReportOpt,
     RuntimeOpt,
     WeightsOpt,
 )
@@ -23,7 +24,7 @@ from ptmcli.models.registry import DEFAULT_CLASSIFIER
 
 
 def classify(
-    paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively), or - to read paths from stdin.", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively), http(s) URLs, or - to read paths and URLs from stdin.", show_default=False)],
     top: Annotated[int, typer.Option("--top", "-k", min=1, max=1000, help="How many classes to show per image.")] = 5,
     model: Annotated[str, typer.Option("--model", "-m", help="Any name from `ptm models`.")] = DEFAULT_CLASSIFIER,
     weights: WeightsOpt = None,
@@ -45,6 +46,7 @@ def classify(
     shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: classify only shard K (1..N) of the inputs, for job arrays.", rich_help_panel="Batch jobs")] = None,
     engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster; pip install 'ptmcli\\[ray]').", rich_help_panel="Batch jobs")] = "local",
     actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="Ray: model copies (default: one per GPU, or half the CPUs).", rich_help_panel="Batch jobs")] = None,
+    report: ReportOpt = None,
 ) -> None:
     """Classify images with an ImageNet model (ResNet101 by default, as in the book).
 
@@ -59,6 +61,8 @@ def classify(
       ptm classify big_folder/ --precision bf16 --compile --format jsonl > out.jsonl
 
       ptm classify photos/ -o results.h5 --resume --shard 3/8 --save-features
+
+      ptm classify photos/ https://example.com/dog.jpg --report report.html
     """
     from ptmcli.pipeline.classify import ClassifyOptions, run_classify
 
@@ -67,6 +71,7 @@ def classify(
         runtime=runtime, compile=compile, exact_decode=exact_decode, batch_size=batch_size, fmt=fmt.value, offline=offline,
         fail_fast=fail_fast, with_errors=with_errors, output=output, resume=resume, force=force,
         save_probs=save_probs, save_features=save_features, shard=shard, engine=engine, actors=actors,
+        report=report,
     )
     raise typer.Exit(run_classify(options, sys.stdin, sys.stdout))
 

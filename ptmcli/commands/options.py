@@ -28,3 +28,9 @@ CompileOpt = Annotated[
                  "process, then runs faster. For long runs."),
 ]
 RuntimeOpt = Annotated[str, typer.Option("--runtime", "-r", help=RUNTIME_HELP, envvar="PTM_RUNTIME")]
+_REPORT_HELP = (
+    "Also write an HTML report (one file, opens from disk, no network): thumbnails of at most 256 px "
+    "inline, or in a folder NAME_files/ beside it above 1000 thumbnails. Written when the run ends "
+    "or is stopped; replaced if it exists."
+)
+ReportOpt = Annotated[Optional[str], typer.Option("--report", help=_REPORT_HELP, show_default=False)]

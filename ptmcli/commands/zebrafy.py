@@ -7,13 +7,21 @@ from typing import Annotated
 
 import typer
 
-from ptmcli.commands.options import CompileOpt, DeviceOpt, FailFastOpt, OfflineOpt, PrecisionOpt, WeightsOpt
+from ptmcli.commands.options import (
+    CompileOpt,
+    DeviceOpt,
+    FailFastOpt,
+    OfflineOpt,
+    PrecisionOpt,
+    ReportOpt,
+    WeightsOpt,
+)
 from ptmcli.models.registry import DEFAULT_GENERATOR
 from ptmcli.sinks.images import DEFAULT_NAME
 
 
 def zebrafy(
-    paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively), or - to read paths from stdin.", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively), http(s) URLs, or - to read paths and URLs from stdin.", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help="OUT.png|.jpg|.webp for one input; a folder (OUTDIR/) for several.", show_default=False)],
     size: Annotated[int, typer.Option("--size", "-s", min=0, help="Resize the short side to N pixels first (the book: 256); 0 keeps full resolution.")] = 256,
     name: Annotated[str, typer.Option("--name", help="Output file name in the -o folder; {stem} and {ext} are the input's.")] = DEFAULT_NAME,
@@ -28,6 +36,7 @@ def zebrafy(
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Quietly skip inputs whose output exists (resume a batch job).")] = False,
     offline: OfflineOpt = False,
     fail_fast: FailFastOpt = False,
+    report: ReportOpt = None,
 ) -> None:
     """Turn horses into zebras with the book's CycleGAN generator (chapter 2.2).
 
@@ -42,12 +51,14 @@ def zebrafy(
       ptm zebrafy big.jpg -o big_zebra.jpg --size 0 --device cpu
 
       ptm zebrafy photos/ -o zebras/ --precision bf16
+
+      ptm zebrafy photos/ -o zebras/ --report zebras.html
     """
     from ptmcli.pipeline.zebrafy import ZebrafyOptions, run_zebrafy
 
     options = ZebrafyOptions(
         paths=tuple(paths), output=output, size=size, name=name, model=model, weights=weights, device=device,
         precision=precision, compile=compile, batch_size=batch_size, side_by_side=side_by_side, force=force,
-        skip_existing=skip_existing, offline=offline, fail_fast=fail_fast,
+        skip_existing=skip_existing, offline=offline, fail_fast=fail_fast, report=report,
     )
     raise typer.Exit(run_zebrafy(options, sys.stdin, sys.stdout))

@@ -12,9 +12,11 @@ import torch
 from torch.nn import functional as F
 
 from ptmcli.models.cyclegan import load_generator
-from ptmcli.pipeline.images import open_image
+from ptmcli.pipeline.images import input_source, open_image
 
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     import numpy as np
     from PIL import Image
 
@@ -46,12 +48,14 @@ def processed_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(1, int(short_side * width / height)), short_side
 
 
-def _alpha_channel(path: str, size: tuple[int, int]) -> "np.ndarray | None":
+def _alpha_channel(source: "str | BinaryIO", size: tuple[int, int]) -> "np.ndarray | None":
     """The input's transparency at the processed size, or None for opaque images."""
     import numpy as np
     from PIL import Image, ImageOps
 
-    with Image.open(path) as image:
+    if not isinstance(source, str):
+        source.seek(0)
+    with Image.open(source) as image:
         has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
             image.mode == "P" and "transparency" in image.info
         )
@@ -71,11 +75,12 @@ def prepare_image(path: str, short_side: int) -> Prepared:
     import numpy as np
     from PIL import Image
 
-    image: Image.Image = open_image(path, min_short_side=short_side or None)
+    source = input_source(path)  # a URL is downloaded once, for the pixels and the alpha both
+    image: Image.Image = open_image(path, min_short_side=short_side or None, source=source)
     size = processed_size(*image.size, short_side)
     if size != image.size:
         image = image.resize(size, Image.BILINEAR)
-    alpha = _alpha_channel(path, size)
+    alpha = _alpha_channel(source, size)
     return Prepared(rgb=np.asarray(image), alpha=alpha)
 
 

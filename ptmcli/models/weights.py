@@ -29,12 +29,12 @@ import os
 import shutil
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ptmcli.atomic import replacing
+from ptmcli.downloads import open_url
 from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
 from ptmcli.models.registry import WeightFile, known_weight_files, offline_alternative, package_file_path
 
@@ -465,7 +465,7 @@ def download(
     digest = hashlib.sha256()
     received = 0
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with open_url(url, timeout) as response:
             total = response.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
             with open(partial, "wb") as out:

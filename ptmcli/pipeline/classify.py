@@ -43,12 +43,14 @@ class ClassifyOptions:
     shard: str | None = None
     engine: str = "local"
     actors: int | None = None
+    report: str | None = None
 
 
 @dataclass(frozen=True)
 class _Checked:
     shard: object  # Shard | None
     output: Path | None
+    report: Path | None = None
 
 
 def check_options(options: ClassifyOptions) -> _Checked:
@@ -65,7 +67,12 @@ def check_options(options: ClassifyOptions) -> _Checked:
     check_engine(options.engine, options.actors)
     shard = parse_shard(options.shard) if options.shard else None
     output = check_output(options.output, options.resume, options.force) if options.output else None
-    return _Checked(shard, output)
+    report = None
+    if options.report:
+        from ptmcli.sinks.report import check_report
+
+        report = check_report(options.report)
+    return _Checked(shard, output, report)
 
 
 def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
@@ -86,7 +93,7 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
 
     stdout = stdout or sys.stdout
     checked = check_options(options)
-    inputs = collect(options.paths, stdin)
+    inputs = collect(options.paths, stdin, offline=weight_files.offline_requested(options.offline))
     problem = nothing_to_do(inputs, "classify")
     if problem is not None:
         raise problem
@@ -129,6 +136,15 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
     else:
         sink = ConsoleSink(options.fmt, stdout, with_errors=options.with_errors)
         todo = range(len(rows))
+    report = None
+    if checked.report is not None:
+        from ptmcli.sinks.readback import describe
+        from ptmcli.sinks.report import ClassifyReport
+
+        previous = sink.done_before() if checked.output is not None else {}
+        provenance = [*describe(info.attrs()), ("engine", options.engine)]
+        report = ClassifyReport(checked.report, [row.path for row in rows], provenance, previous)
+    sinks = [sink] if report is None else [sink, report]
     work = [(row, mine[row].item) for row in todo]
     batches = engine.run(work, top=options.top, batch_size=options.batch_size,
                          pad_to=padded_batch_size(options.batch_size, len(inputs)),
@@ -145,14 +161,23 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
                         if not result.ok:
                             error_line(result.error)
                             failed += 1
-                    sink.write(local_rows, output)
+                    for each in sinks:
+                        each.write(local_rows, output)
                     advance(len(local_rows))
                     if stop.requested or (failed and options.fail_fast):
                         break
         except BaseException:
-            sink.abort()
+            for each in sinks:
+                each.abort()
             raise
-        sink.close()
+        try:
+            sink.close()
+        except BaseException:
+            if report is not None:
+                report.abort()  # the report of what was done is still worth having
+            raise
+        if report is not None:
+            report.close()
     if checked.output is not None and not sink.complete:
         why = "stopped at the first failed input (--fail-fast)" if failed and options.fail_fast else "stopped"
         sys.stderr.write(f"ptm: {why}; {checked.output} holds the results so far: run the same command "

@@ -1,20 +1,71 @@
-"""Image files -> RGB pixels: EXIF orientation, every Pillow mode, size limits, JPEG draft decoding.
+"""Image files and URLs -> RGB pixels: EXIF orientation, every Pillow mode, size limits, JPEG draft
+decoding.
 
-Torch-free on purpose: decoding runs in the prefetch thread and in tests without a model.
+Torch-free on purpose: decoding (and downloading) runs in the prefetch thread and in tests without
+a model.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import threading
 import warnings
-from typing import TYPE_CHECKING
+from collections import OrderedDict
+from typing import TYPE_CHECKING, BinaryIO
 
+from ptmcli.downloads import Downloaded, is_url, read_url
 from ptmcli.errors import InputError
 from ptmcli.pipeline.inputs import unreadable
 
 if TYPE_CHECKING:
     from PIL import Image
+
+
+class Fetched(io.BytesIO):
+    """A URL's body, read once, with what the server said it was (for error messages only)."""
+
+    def __init__(self, data: bytes, content_type: str):
+        super().__init__(data)
+        self.content_type = content_type
+
+
+# Downloads kept after decoding, newest last, when something reads the inputs again (a report's
+# thumbnails); bounded in bytes. The decode threads run a few batches ahead of the sinks, so the
+# bound holds many batches of photos.
+_recent: OrderedDict[str, Downloaded] = OrderedDict()
+_recent_lock = threading.Lock()
+_recent_budget = [0]
+
+
+def keep_recent_downloads(budget: int = 256 << 20) -> None:
+    _recent_budget[0] = budget
+
+
+def _fetch(url: str) -> Downloaded:
+    with _recent_lock:
+        if url in _recent:
+            _recent.move_to_end(url)
+            return _recent[url]
+    download = read_url(url)
+    if _recent_budget[0]:
+        with _recent_lock:
+            _recent[url] = download
+            while sum(len(d.data) for d in _recent.values()) > _recent_budget[0]:
+                _recent.popitem(last=False)
+    return download
+
+
+def input_source(path: str) -> "str | BinaryIO":
+    """What Pillow opens for an input: the path of a file, or the downloaded bytes of a URL.
+
+    Open it once per input and pass it to `open_image(source=...)`, so a URL is fetched once.
+    """
+    if is_url(path):
+        download = _fetch(path)
+        return Fetched(download.data, download.content_type)
+    return path
 
 # 100 megapixels: a 10,000 x 10,000 photo still opens; a decompression bomb does not.
 # Override with PTM_MAX_PIXELS for scans larger than that.
@@ -64,8 +115,11 @@ def _scale_to_8bit(image: "Image.Image") -> "Image.Image":
     return Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
-def open_image(path: str, min_short_side: int | None = None) -> "Image.Image":
-    """Decode one image file to RGB with EXIF orientation applied; raise InputError otherwise.
+def open_image(path: str, min_short_side: int | None = None, source: "str | BinaryIO | None" = None) -> "Image.Image":
+    """Decode one image file or URL to RGB with EXIF orientation applied; raise InputError otherwise.
+
+    `source` is what `input_source(path)` returned, when the caller needs it again; `path` names
+    the input in messages either way.
 
     `min_short_side` lets JPEG decoding skip detail the model will not see: the decoder works at
     1/2, 1/4 or 1/8 scale while the short side stays at least that long, which is most of the
@@ -73,6 +127,10 @@ def open_image(path: str, min_short_side: int | None = None) -> "Image.Image":
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    if source is None:
+        source = input_source(path)
+    elif not isinstance(source, str):
+        source.seek(0)
     limit = max_pixels()
     if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
         # Pillow refuses at twice its own limit before we can look; let a raised limit through.
@@ -81,7 +139,7 @@ def open_image(path: str, min_short_side: int | None = None) -> "Image.Image":
         with warnings.catch_warnings():
             # Pillow warns between 1x and 2x its limit; ours is checked below, exactly.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 if image.width * image.height > limit:
                     raise Image.DecompressionBombError(f"{image.width}x{image.height}")
                 if getattr(image, "n_frames", 1) > 1:
@@ -102,7 +160,9 @@ def open_image(path: str, min_short_side: int | None = None) -> "Image.Image":
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         raise unreadable(path, exc) from None
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image Pillow can read") from None
+        sent = getattr(source, "content_type", None)
+        said = f" (the server sent {sent})" if sent else ""
+        raise InputError(f"{path}: not an image Pillow can read{said}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         # Truncated files, broken chunks and bad headers all surface as one of these.
         reason = str(exc) or type(exc).__name__

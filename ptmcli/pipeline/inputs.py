@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
+from ptmcli.downloads import SCHEMES, url_scheme
 from ptmcli.errors import InputError, NoInputs
 
 # Lower-cased; matched against the suffix in any case (.JPG, .Jpeg, ...).
@@ -60,8 +61,18 @@ def _arguments(args: Iterable[str], stdin: TextIO | None) -> Iterator[str]:
             yield arg
 
 
-def _expand(arg: str) -> Iterator[tuple[InputItem, str, Path | None]]:
-    """(item, shard key, folder) for one argument: a file, every image in a folder, or an error."""
+URL_SCHEMES_ONLY = "only http:// and https:// URLs are read"
+URL_OFFLINE = "a URL, and the network is off (--offline or PTM_OFFLINE=1)"
+
+
+def _expand(arg: str, offline: bool = False) -> Iterator[tuple[InputItem, str, Path | None]]:
+    """(item, shard key, folder) for one argument: a file, every image in a folder, a URL, or an
+    error. A URL is its own shard key, as given."""
+    scheme = url_scheme(arg)
+    if scheme is not None:
+        error = URL_SCHEMES_ONLY if scheme not in SCHEMES else URL_OFFLINE if offline else None
+        yield InputItem(arg, error=error), arg, None
+        return
     path = Path(arg)
     if path.is_dir():
         found = False
@@ -82,8 +93,9 @@ def _normalise(path: str) -> str:
     return Path(os.path.normpath(path)).as_posix()
 
 
-def collect(args: Iterable[str], stdin: TextIO | None = None) -> list[KeyedInput]:
-    """Expand files, folders (recursively, sorted) and `-` (paths from stdin, one a line).
+def collect(args: Iterable[str], stdin: TextIO | None = None, offline: bool = False) -> list[KeyedInput]:
+    """Expand files, folders (recursively, sorted), http(s) URLs and `-` (paths or URLs from
+    stdin, one a line). With `offline`, every URL is a failed input saying why.
 
     Named files are kept whatever their extension (the content decides); folders contribute only
     files with an image extension. A missing path, or a folder with no images, becomes an input
@@ -91,7 +103,7 @@ def collect(args: Iterable[str], stdin: TextIO | None = None) -> list[KeyedInput
     """
     return [KeyedInput(position, item, key, root)
             for position, (item, key, root) in enumerate(
-                found for arg in _arguments(args, stdin) for found in _expand(arg))]
+                found for arg in _arguments(args, stdin) for found in _expand(arg, offline))]
 
 
 def collect_inputs(args: Iterable[str], stdin: TextIO | None = None) -> Iterator[InputItem]:

@@ -8,6 +8,7 @@ one input at a time.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence, TextIO
 
@@ -41,16 +42,18 @@ class ZebrafyOptions:
     skip_existing: bool = False
     offline: bool = False
     fail_fast: bool = False
+    report: str | None = None
 
 
 def plan(options: ZebrafyOptions, stdin: TextIO | None) -> list[tuple[InputItem, "Path"]]:
     """(input, output path) for every input to compute; torch-free, so mistakes surface at once."""
+    from ptmcli.models.weights import offline_requested
     from ptmcli.pipeline.inputs import collect, nothing_to_do
     from ptmcli.sinks.images import plan_outputs
 
     if options.force and options.skip_existing:
         raise UsageProblem("--force and --skip-existing contradict each other", ["pick one"])
-    inputs = collect(options.paths, stdin)
+    inputs = collect(options.paths, stdin, offline=offline_requested(options.offline))
     problem = nothing_to_do(inputs, "zebrafy")
     if problem is not None:
         raise problem
@@ -98,6 +101,19 @@ def translate_batches(zebra: "Zebrafier", items: Sequence[InputItem], batch_size
         batches.close()
 
 
+def _provenance(options: ZebrafyOptions, weights_path: "Path", device, dtype) -> list[tuple[str, str]]:
+    from ptmcli.models import weights as weight_files
+    from ptmcli.models.generator import SIDE_MULTIPLE
+
+    size = f"short side to {options.size} px (bilinear)" if options.size else "full resolution"
+    return [("model", options.model), ("weights file", weights_path.name),
+            ("weights SHA-256", weight_files.file_sha256(weights_path)),
+            ("preprocessing", f"{size}; padded to a multiple of {SIDE_MULTIPLE} px by reflection, cropped back; "
+                              "pixels scaled to [-1, 1]"),
+            ("precision", f"{options.precision} ({str(dtype).replace('torch.', '')})"), ("device", str(device)),
+            ("runtime", "PyTorch")]
+
+
 def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Zebrafy every input; returns the exit code (0, 1 some failed, 128+N stopped by signal N)."""
     from ptmcli import startup
@@ -109,6 +125,11 @@ def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: Te
     from ptmcli.sinks.images import ImageSink
     from ptmcli.sinks.progress import error_line, progress
 
+    report_path = None
+    if options.report:
+        from ptmcli.sinks.report import check_report
+
+        report_path = check_report(options.report)
     jobs = plan(options, stdin)
     weight = get_generator(options.model).weights
     device, dtype = resolve_device_and_precision(options.device, options.precision)
@@ -118,24 +139,45 @@ def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: Te
     startup.loaded()
 
     sink = ImageSink(stdout or sys.stdout, side_by_side=options.side_by_side, replace=options.force)
+    report = None
+    if report_path is not None:
+        from ptmcli.sinks.report import ZebrafyReport
+
+        report = ZebrafyReport(report_path, len(jobs), _provenance(options, weights_path, device, dtype))
     failed = 0
     targets = iter([target for _, target in jobs])
     with StopOnSignal() as stop:
         batches = translate_batches(zebra, [item for item, _ in jobs], options.batch_size, options.fail_fast)
-        with progress(len(jobs), "zebrafying") as advance:
-            for batch in batches:
-                for result in batch:
-                    target = next(targets)
-                    problem = sink.write(result, target) if result.ok else result.error
-                    if problem is not None:
-                        error_line(problem)
-                        failed += 1
-                    advance(1)
-                    if failed and options.fail_fast:
+        try:
+            with progress(len(jobs), "zebrafying") as advance:
+                clock = time.monotonic()
+                for batch in batches:
+                    # Time per image: the batch's share of the wall time since the previous one.
+                    now = time.monotonic()
+                    each, clock = (now - clock) / max(1, len(batch)), now
+                    for result in batch:
+                        target = next(targets)
+                        problem = sink.write(result, target) if result.ok else result.error
+                        if problem is not None:
+                            error_line(problem)
+                            failed += 1
+                        if report is not None:
+                            if problem is None:
+                                report.add(result.path, result.source, result.image, target, each)
+                            else:
+                                report.fail(result.path, problem)
+                        advance(1)
+                        if failed and options.fail_fast:
+                            break
+                    if stop.requested or (failed and options.fail_fast):
                         break
-                if stop.requested or (failed and options.fail_fast):
-                    break
-            batches.close()
+                batches.close()
+        except BaseException:
+            if report is not None:
+                report.abort()
+            raise
+        if report is not None:
+            report.close()
     if stop.requested:
         return stop.exit_code
     return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -342,6 +342,19 @@ class Hdf5Results:
     def complete(self) -> bool:
         return not (self._status == PENDING).any()
 
+    def done_before(self) -> dict:
+        """{row: Classification} of the rows an earlier run classified (what --resume skips).
+        Call it before the first write."""
+        import numpy as np
+
+        from ptmcli.sinks.readback import h5_rows
+
+        done = np.flatnonzero(self._status == OK)
+        if self._file is not None:
+            return h5_rows(self._file, done)
+        with open_h5(self.path, "r") as f:
+            return h5_rows(f, done)
+
     def close(self) -> None:
         """Flush and close; when every row has a result, rewrite as the compact final file."""
         if self._file is not None:

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ptmcli.downloads import is_url
 from ptmcli.errors import OutputExists, UsageProblem
 
 if TYPE_CHECKING:
@@ -57,6 +58,18 @@ def check_name_pattern(pattern: str) -> None:
     output_format(pattern)
 
 
+def source_name(input_path: str) -> Path:
+    """The file name an input stands for: a file's own, or a URL's last path segment (decoded;
+    never a folder, so a hostile URL cannot place an output outside -o)."""
+    if not is_url(input_path):
+        return Path(input_path)
+    from urllib.parse import unquote, urlsplit
+
+    segment = unquote(urlsplit(input_path).path.rstrip("/").rsplit("/", 1)[-1])
+    segment = segment.replace("/", "_").replace("\\", "_").replace("\0", "_").lstrip(".")
+    return Path(segment or "download")
+
+
 def _name_for(pattern: str, path: Path) -> str:
     return pattern.format(stem=path.stem, ext=path.suffix.lstrip(".").lower())
 
@@ -89,7 +102,7 @@ def plan_outputs(
             raise UsageProblem(f"-o {output}: exists and is not a folder")
         planned = []
         for item, root in inputs:
-            source = Path(item.path)
+            source = source_name(item.path)
             sub = source.parent.relative_to(root) if root is not None and source.is_relative_to(root) else Path()
             planned.append(target / sub / _name_for(pattern, source))
     _refuse_collisions(inputs, planned)

@@ -93,6 +93,7 @@ class TextResults:
         self.info = info
         self.written = 0
         self._failed = 0
+        self._done_records: dict = {}
         done_paths: set[str] = set()
         self._rewrite = False
         if resume and path.exists():
@@ -108,6 +109,8 @@ class TextResults:
                 _, record_path, status = _record_fields(fmt, record)
                 latest[record_path] = status
             done_paths = {p for p, status in latest.items() if status == "ok"}
+            self._done_records = {_record_fields(fmt, r)[1]: r for r in records
+                                  if _record_fields(fmt, r)[1] in done_paths}
             self._rewrite = bool(records)
             try:
                 with open(path, "r+b") as handle:
@@ -145,6 +148,13 @@ class TextResults:
     @property
     def complete(self) -> bool:
         return not self._pending
+
+    def done_before(self) -> dict:
+        """{row: Classification} of the rows an earlier run classified (what --resume skips)."""
+        from ptmcli.sinks.readback import text_result
+
+        return {i: text_result(self.fmt, self._done_records[row.path]) for i, row in enumerate(self.rows)
+                if row.path in self._done_records}
 
     def abort(self) -> None:
         try:
