@@ -2,7 +2,7 @@
 
 Every file ptm writes goes to a temporary name beside its destination (same file system, so the
 final os.replace is atomic) and is renamed into place only once complete; a failure or an
-interrupt removes the temporary file. `ptm zebrafy`'s no-clobber image writes (image_out.py) link
+interrupt removes the temporary file. `ptm zebrafy`'s no-clobber image writes (sinks/images.py) link
 instead of renaming and keep their own code.
 """
 

@@ -1,8 +1,8 @@
 """Issue 9: every way of running `ptm classify` is one path and computes the same numbers.
 
 The same inputs (a bad file among them) go to stdout in every machine format, to every kind of
-result file, through shards and `ptm merge`, through a run stopped by `--fail-fast` and finished
-by `--resume`, and through the Ray engine. Probabilities must be identical bit for bit where a
+result file, through shards and `ptm merge`, through a run stopped by `--fail-fast` and one killed
+by SIGKILL, each finished by `--resume`, and through the Ray engine. Probabilities must be identical bit for bit where a
 format keeps every bit (HDF5) and digit for digit where it rounds (text); rows and statuses must
 be identical everywhere. Plus the `--fail-fast` rule, and empty folders named in the error.
 """
@@ -14,7 +14,9 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -67,6 +69,22 @@ def ptm(env, *args, cwd: Path, extra: dict | None = None) -> subprocess.Complete
                           env={**env, **(extra or {})}, timeout=300)
 
 
+# `ptm` in-process, killed by SIGKILL (nothing flushed on the way out) right after the first batch
+# reaches its HDF5 file: a kill at a known moment, so the test does not race the run.
+_KILLED_AFTER_FIRST_BATCH = """
+import os, signal, sys
+from ptmcli.sinks import hdf5_results
+write = hdf5_results.Hdf5Results.write
+def write_then_die(self, rows, batch):
+    write(self, rows, batch)
+    os.kill(os.getpid(), signal.SIGKILL)
+hdf5_results.Hdf5Results.write = write_then_die
+sys.argv = ["ptm", *sys.argv[1:]]
+from ptmcli.cli import main
+main()
+"""
+
+
 def test_every_path_gives_the_same_rows_and_numbers(photos, runtime_work):
     work, env = runtime_work
     common = ["photos", *LITE, *BATCH, "--top", "5"]
@@ -90,6 +108,13 @@ def test_every_path_gives_the_same_rows_and_numbers(photos, runtime_work):
     stopped = ptm(env, "classify", *common, "-o", "resumed.h5", "--fail-fast", cwd=work)
     assert stopped.returncode == 1 and "--resume" in stopped.stderr
     assert ptm(env, "classify", *common, "-o", "resumed.h5", "--resume", cwd=work).returncode == 1
+    # Killed after its first batch, then finished by --resume.
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_FIRST_BATCH, "classify", *common, "-o", "killed.h5"],
+                            capture_output=True, text=True, cwd=work, env=env, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with h5py.File(work / "killed.h5") as f:
+        assert f.attrs["layout"] == "working" and list(f["status"][...]) == [1, 1, 2, 1, 0, 0, 0]
+    assert ptm(env, "classify", *common, "-o", "killed.h5", "--resume", cwd=work).returncode == 1
 
     # Stdout: one object per input, in order, the same in every format.
     records = [json.loads(line) for line in stdout_jsonl.stdout.splitlines()]
@@ -115,6 +140,7 @@ def test_every_path_gives_the_same_rows_and_numbers(photos, runtime_work):
     # HDF5 keeps every bit: one run, merged shards and a resumed run are the same file.
     assert_same_file(work / "r.h5", work / "merged.h5")
     assert_same_file(work / "r.h5", work / "resumed.h5")
+    assert_same_file(work / "r.h5", work / "killed.h5")
     with h5py.File(work / "r.h5") as f:
         status = list(f["status"][...])
         probability = f["top_probability"][...]

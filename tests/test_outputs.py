@@ -248,7 +248,7 @@ for start in range(0, 4000, 8):
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_leaves_a_readable_consistent_file(tmp_path):
-    """The claim in outputs.py: a killed writer never leaves an unreadable file or a row marked
+    """The claim in sinks/hdf5_results.py: a killed writer never leaves an unreadable file or a row marked
     ok whose numbers are not on disk."""
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)

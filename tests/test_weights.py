@@ -337,7 +337,11 @@ def test_a_generator_matching_only_its_git_blob_id_is_verified_and_runs(isolated
 def test_verify_horse2zebra_on_a_wrong_file_names_both_checks(run_ptm, tmp_path):
     drop = tmp_path / "drop"
     drop.mkdir()
-    (drop / "horse2zebra_0.4.0.pth").write_bytes(b"not the book's generator")
+    wrong = b"not the book's generator"
+    (drop / "horse2zebra_0.4.0.pth").write_bytes(wrong)
+    # The id the book's repository records for the file, whole, as every listing shows it.
+    record = json.loads(run_ptm("weights", "list", "horse2zebra", "--format", "json").stdout)["files"][0]
+    assert record["git_blob_sha1"] == "ce10268a67fba8227bd42a071e17eef1b358fa2b"
     done = run_ptm("weights", "verify", "horse2zebra", env={"PTM_WEIGHTS_DIR": str(drop)})
     assert done.returncode == 1
     assert done.stdout.startswith(f"mismatch\thorse2zebra\t{drop / 'horse2zebra_0.4.0.pth'}\t")
@@ -345,4 +349,5 @@ def test_verify_horse2zebra_on_a_wrong_file_names_both_checks(run_ptm, tmp_path)
     assert "expected 043afb9bdb059f84..." in done.stderr and "expected ce10268a67fba822..." in done.stderr
     table = json.loads(run_ptm("weights", "verify", "horse2zebra", "--format", "json",
                                env={"PTM_WEIGHTS_DIR": str(drop)}).stdout)
-    assert table[0]["check"] == "mismatch" and len(table[0]["git_blob_sha1"]) == 40
+    assert table[0]["check"] == "mismatch"
+    assert table[0]["git_blob_sha1"] == hashlib.sha1(b"blob %d\0" % len(wrong) + wrong).hexdigest()  # the file's
