@@ -69,6 +69,7 @@ def _record_path(model: str, weights_sha256: str) -> Path:
 class Timing:
     img_s: float  # 0 when the runtime cannot run the model
     load_s: float
+    refused: str = ""  # why it cannot (kept, so a later run need not build it again to find out)
 
     def predicted(self, inputs: int) -> float:
         return float("inf") if self.img_s <= 0 else self.load_s + inputs / self.img_s
@@ -86,7 +87,8 @@ def read_timings(model: str, weights_sha256: str) -> dict[str, Timing]:
     if not isinstance(timings, dict):
         return {}
     try:
-        return {str(k): Timing(float(v["img_s"]), float(v["load_s"])) for k, v in timings.items()}
+        return {str(k): Timing(float(v["img_s"]), float(v["load_s"]), str(v.get("refused", "")))
+                for k, v in timings.items()}
     except (KeyError, TypeError, ValueError):
         return {}
 
@@ -94,7 +96,8 @@ def read_timings(model: str, weights_sha256: str) -> dict[str, Timing]:
 def write_timings(model: str, weights_sha256: str, timings: dict[str, Timing]) -> None:
     path = _record_path(model, weights_sha256)
     record = {"machine": machine_signature(), "batch": MEASURE_BATCH,
-              "timings": {k: {"img_s": round(v.img_s, 2), "load_s": round(v.load_s, 3)} for k, v in timings.items()},
+              "timings": {k: {"img_s": round(v.img_s, 2), "load_s": round(v.load_s, 3),
+                              **({"refused": v.refused} if v.refused else {})} for k, v in timings.items()},
               "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,17 +208,21 @@ def decide(
             try:
                 timing = measure_candidate(candidate)
             except ExportFailed as exc:
-                if runtime != "auto":
+                if runtime != "auto" and not needs_gate:
                     raise
-                note(f"{candidate.runtime} cannot run {spec.name}: {exc.message}")
-                timing = Timing(0.0, 0.0)
+                if candidate not in options or not needs_gate:  # else the refusal below says it
+                    note(f"{candidate.runtime} {candidate.precision} cannot run {spec.name}: {exc.message}")
+                timing = Timing(0.0, 0.0, exc.message)
             if candidate.runtime == "torch":
                 timing = Timing(timing.img_s, timing.load_s + torch_import_seconds())
             timings[candidate.name] = timing
         write_timings(spec.name, weights_sha256, timings)
         note("measured on this CPU: " + "; ".join(
-            f"{name}: {t.img_s:.1f} img/s, {t.load_s:.1f} s to load" for name, t in timings.items()))
+            f"{name}: {t.img_s:.1f} img/s, {t.load_s:.1f} s to load" for name, t in timings.items() if not t.refused))
     chosen = pick(timings, options, inputs)
+    if needs_gate and timings[chosen.name].refused:
+        raise UsageProblem(f"--precision int8 is not offered for {spec.name} on this machine: "
+                           f"{timings[chosen.name].refused}", ["use --precision fp32 (the default) or bf16"])
     if needs_gate:
         best_fp32 = max(fp32, key=lambda c: timings[c.name].img_s)
         if timings[chosen.name].img_s <= timings[best_fp32.name].img_s:
