@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated, Optional
 
@@ -18,6 +19,7 @@ from ptmcli.commands import report as report_cmds
 from ptmcli.commands import weights as weights_cmds
 from ptmcli.commands import zebrafy as zebrafy_cmds
 from ptmcli.errors import EXIT_CANNOT_START, PtmError
+from ptmcli.pipeline.signals import Stopped
 
 app = typer.Typer(
     name="ptm",
@@ -71,6 +73,10 @@ def main() -> None:
         sys.stderr.write(f"ptm: error: {exc.message}\n")
         for hint in exc.hints:
             sys.stderr.write(f"  {hint}\n")
+        sys.exit(exc.exit_code)
+    except Stopped as exc:
+        # Raised only where the output is one atomic file, so stopping left it as it was.
+        sys.stderr.write(f"ptm: stopped by {signal.Signals(exc.signum).name}; the output was not written\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("ptm: interrupted\n")

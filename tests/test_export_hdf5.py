@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -15,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import EXAMPLES, shared_file
+from conftest import EXAMPLES, ptm_command, shared_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tensor_helpers import assert_same, ptm_here, write_tensor
@@ -374,3 +376,26 @@ def test_bfloat16_round_trip_is_bit_exact(tmp_path):
     torch.save(t, tmp_path / "b.pt")
     export([tmp_path / "b.pt"], tmp_path / "b.h5", dataset="b")
     assert torch.equal(read_back(tmp_path / "b.h5", "b").view(torch.int16), bits)
+
+
+def test_sigterm_while_writing_leaves_no_temp_file_and_no_output(tmp_path, isolated_env):
+    # 64M float32 elements (256 MB) take many blocks to copy: the signal lands mid-copy.
+    torch.save(torch.zeros(64, 1024, 1024), tmp_path / "big.pt")
+    out = tmp_path / "big.h5"
+    proc = subprocess.Popen([*ptm_command(), "export-hdf5", str(tmp_path / "big.pt"), "-o", str(out)],
+                            env=isolated_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Deterministic: signal only once the temporary file beside OUT exists and has data in it.
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size > 0 for p in tmp_path.glob(".big.h5.*.tmp")):
+            assert proc.poll() is None, f"ptm ended before it could be stopped: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, "no temporary file appeared"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert stderr == "ptm: stopped by SIGTERM; the output was not written\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.pt"]

@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 import struct
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -325,29 +326,99 @@ def test_format_comes_from_content_not_extension(tmp_path):
 # --- hostile files -------------------------------------------------------------------------------
 
 class RunsCode:
-    """Unpickling this would create a directory: proof that code ran."""
+    """Unpickling this would call `call` and create `marker`: proof that code ran."""
 
-    def __init__(self, marker: str):
+    def __init__(self, marker: str, call: str = "mkdir"):
         self.marker = marker
+        self.call = call
 
     def __reduce__(self):
+        if self.call == "system":
+            return (os.system, (f"touch {self.marker}",))
+        if self.call == "eval":
+            return (eval, (f"open({self.marker!r}, 'w')",))
+        if self.call == "popen":
+            return (subprocess.Popen, (["touch", self.marker],))
         return (os.mkdir, (self.marker,))
 
 
+class Thing:
+    """A class of the test's own: a checkpoint entry weights_only=True does not allow."""
+
+    def __init__(self):
+        self.hidden = torch.zeros(3)
+
+    def __setstate__(self, state):
+        # Restoring a Thing writes a file: it must never happen while ptm reads the checkpoint.
+        Path(state["marker"]).touch()
+
+
 def test_pickles_that_would_run_code_are_refused_and_do_not_run(run_ptm, tmp_path):
+    # Changed with issue 9: a checkpoint whose entry would run code is no longer refused as a
+    # whole; the rest is listed, the entry named on stderr, exit 1, and the code still never runs.
     marker = tmp_path / "CODE-RAN"
-    payload = {"weights": torch.ones(2), "evil": RunsCode(str(marker))}
-    torch.save(payload, tmp_path / "zip.pt")
-    torch.save(payload, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    calls = {"mkdir": os.mkdir, "system": os.system, "eval": eval, "popen": subprocess.Popen}
+    for call, function in calls.items():
+        payload = {"weights": torch.ones(2), "evil": RunsCode(str(marker), call), "epoch": 3}
+        for name, zip_format in ((f"{call}.zip.pt", True), (f"{call}.legacy.pt", False)):
+            torch.save(payload, tmp_path / name, _use_new_zipfile_serialization=zip_format)
+            done = run_ptm("inspect-tensor", tmp_path / name)
+            assert done.returncode == 1, (name, done.stderr)
+            imports = f"{function.__module__}.{function.__qualname__}"
+            assert [line.split(";")[0] for line in done.stderr.splitlines()] == [
+                f"ptm: {tmp_path / name}: evil: refused: its pickle would import {imports}, which can run code"]
+            rows = [line.split()[:2] for line in done.stdout.splitlines()]
+            assert ["weights", "(2,)"] in rows and ["evil", "unreadable"] in rows and ["epoch", "value"] in rows
+    # A bare pickle is no tensor file at all: refused as a whole.
     with open(tmp_path / "bare.pth", "wb") as fh:
         pickle.dump(RunsCode(str(marker)), fh)
-    for name in ("zip.pt", "legacy.pt", "bare.pth"):
-        done = run_ptm("inspect-tensor", tmp_path / name)
-        assert done.returncode == 1, (name, done.stderr)
-        assert "refused" in done.stderr and "mkdir" in done.stderr, done.stderr
-        assert done.stdout == ""
-        assert len(done.stderr.strip().splitlines()) == 1
+    done = run_ptm("inspect-tensor", tmp_path / "bare.pth")
+    assert done.returncode == 1, done.stderr
+    assert "refused" in done.stderr and "mkdir" in done.stderr, done.stderr
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1
     assert not marker.exists()
+
+
+def test_a_pickled_class_entry_is_refused_and_the_rest_listed(run_ptm, tmp_path):
+    marker = tmp_path / "SETSTATE-RAN"
+    thing = Thing()
+    thing.marker = str(marker)
+    path = tmp_path / "ck.pt"
+    torch.save({"w": torch.ones(2), "thing": thing, "epoch": 3}, path)
+    done = run_ptm("inspect-tensor", path, "--format", "json")
+    assert done.returncode == 1, done.stderr
+    assert [line.split(";")[0] for line in done.stderr.splitlines()] == [
+        f"ptm: {path}: thing: refused: its pickle would import {Thing.__module__}.Thing, which can run code"]
+    listing = json.loads(done.stdout)
+    assert [(e["name"], e["kind"]) for e in listing["entries"]] == [
+        ("w", "tensor"), ("thing", "unreadable"), ("epoch", "value")]
+    assert listing["tensors"] == 1 and listing["total_params"] == 2
+    assert not marker.exists()
+
+
+def test_a_checkpoint_that_is_one_pickled_class_is_refused_whole(run_ptm, tmp_path):
+    path = tmp_path / "thing.pt"
+    torch.save(Thing(), path)
+    done = run_ptm("inspect-tensor", path)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.split(";")[0] == (
+        f"ptm: error: {path}: refused: its pickle would import {Thing.__module__}.Thing, which can run code")
+
+
+def test_placeholders_leave_torch_as_they_found_it(tmp_path):
+    from torch import _weights_only_unpickler as wo
+
+    blocked = list(wo._blocklisted_modules)
+    allowed = torch.serialization.get_safe_globals()
+    torch.save({"w": torch.ones(2), "evil": RunsCode(str(tmp_path / "RAN"), "system")}, tmp_path / "e.pt")
+    with open_tensor_file(str(tmp_path / "e.pt")) as tfile:
+        assert tfile.items["evil"].refused
+    assert torch.serialization.get_safe_globals() == allowed
+    assert wo._blocklisted_modules == blocked
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(tmp_path / "e.pt", weights_only=True)
+    assert not (tmp_path / "RAN").exists()
 
 
 def write_truncated_zip(path: Path) -> None:

@@ -29,7 +29,11 @@ def merge(
     """
     from pathlib import Path
 
+    from ptmcli.pipeline.signals import StopOnSignal
     from ptmcli.sinks.merge import merge_results
 
-    merge_results([Path(s) for s in sources], Path(output), partial=partial, force=force)
+    # The merged file is written whole or not at all: a signal stops at once and the temporary
+    # file is removed on the way out (SIGTERM's default action would leave it).
+    with StopOnSignal(at_once=True):
+        merge_results([Path(s) for s in sources], Path(output), partial=partial, force=force)
     raise typer.Exit(EXIT_OK)

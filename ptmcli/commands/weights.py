@@ -10,6 +10,7 @@ import typer
 
 from ptmcli.commands.options import Format, FormatOpt, OfflineOpt
 from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, UsageProblem
+from ptmcli.pipeline.signals import StopOnSignal
 
 app = typer.Typer(
     help="Weight files: where ptm looks, what it has, and fetching, verifying or adding one.",
@@ -151,7 +152,8 @@ def fetch(
     if weight_files.offline_requested(offline):
         raise UsageProblem(f"cannot fetch {weight.filename} offline (--offline or PTM_OFFLINE=1)",
                            ["run it online, or copy a file in with `ptm weights add`"])
-    with transfer_progress(f"downloading {weight.filename}") as on_bytes:
+    # A signal stops the download at once; the .part file is removed on the way out.
+    with StopOnSignal(at_once=True), transfer_progress(f"downloading {weight.filename}") as on_bytes:
         path = weight_files.fetch(weight, allow_unverified=allow_unverified, progress=on_bytes)
     first = weight_files.find(weight)
     if first is not None and first.resolve() != path.resolve():
@@ -244,5 +246,6 @@ def add(
 
     weight = get_weight_file(name)
     check = get_model(weight.name).check_loads
-    destination = weight_files.add_file(weight, file, force=force, check=check)
+    with StopOnSignal(at_once=True):  # the copy's temporary file is removed on the way out
+        destination = weight_files.add_file(weight, file, force=force, check=check)
     sys.stdout.write(f"{destination}\n")

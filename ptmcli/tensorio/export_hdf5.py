@@ -29,6 +29,7 @@ from ptmcli.atomic import temp_beside
 from ptmcli.errors import InputError, OutputExists, UsageProblem
 from ptmcli.models.registry import DEFAULT_CLASSIFIER
 from ptmcli.pipeline.inputs import InputItem, collect, nothing_to_do
+from ptmcli.pipeline.signals import StopOnSignal
 from ptmcli.tensorio.hdf5_writer import HDF5Writer, ImageBatch, WrittenDataset, hdf5_path, segments, stem
 from ptmcli.tensorio.sniff import sniff_format
 
@@ -181,24 +182,28 @@ def export_hdf5(
 
         spec = get_classifier(options.model).preprocess  # an unknown --model stops before writing
 
-    tmp = str(temp_beside(out, mode_of=out if exists else None))
-    try:
-        appending = exists and options.append
-        if appending:
-            shutil.copyfile(out, tmp)
-        with h5py.File(tmp, "a" if appending else "w") as h5:
-            written, skipped, failed = _write_sources(HDF5Writer(h5, options), sources, spec, options,
-                                                      on_error, on_progress)
-        if not written or (failed and options.fail_fast):
-            os.unlink(tmp)
-            return ExportResult(str(out), failed=failed, skipped=tuple(skipped))
-        os.replace(tmp, out)
-    except BaseException:
+    # SIGTERM or Ctrl-C: the block being copied is finished, then Stopped removes the temporary
+    # file on its way out and OUT stays as it was (created, replaced or appended to: not at all).
+    with StopOnSignal() as stop:
+        tmp = str(temp_beside(out, mode_of=out if exists else None))
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            appending = exists and options.append
+            if appending:
+                shutil.copyfile(out, tmp)
+            with h5py.File(tmp, "a" if appending else "w") as h5:
+                written, skipped, failed = _write_sources(HDF5Writer(h5, options, stop), sources, spec, options,
+                                                          on_error, on_progress)
+            stop.check()  # a signal after the last block still means "do not write OUT"
+            if not written or (failed and options.fail_fast):
+                os.unlink(tmp)
+                return ExportResult(str(out), failed=failed, skipped=tuple(skipped))
+            os.replace(tmp, out)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
     return ExportResult(str(out), tuple(written), failed, tuple(skipped), written=True)
 
 
@@ -218,6 +223,7 @@ def _write_sources(writer: HDF5Writer, sources: Sequence[_Source], spec, options
     decoded = _decoded_images(images, spec, options.batch_size) if images else None
     try:
         for source in sources:
+            writer.check_stop()
             error = source.error
             if not source.image and error is None:
                 try:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ptmcli.models.registry import Preprocess
+    from ptmcli.pipeline.signals import StopOnSignal
     from ptmcli.tensorio.export_hdf5 import ExportOptions
 
 IMAGE_DIM_NAMES = ("N", "C", "H", "W")
@@ -74,9 +75,15 @@ def stem(path: str) -> str:
 # --- the writer ---------------------------------------------------------------------------------
 
 class HDF5Writer:
-    def __init__(self, h5, options: "ExportOptions"):
+    def __init__(self, h5, options: "ExportOptions", stop: "StopOnSignal | None" = None):
         self.h5 = h5
         self.options = options
+        self.stop = stop
+
+    def check_stop(self) -> None:
+        """Raise Stopped if a signal asked to stop (between blocks: a large tensor is many)."""
+        if self.stop is not None:
+            self.stop.check()
 
     # -- shared checks ----------------------------------------------------------------------
     def check_free(self, targets: Sequence[str], source: str) -> list[str]:
@@ -249,6 +256,7 @@ class HDF5Writer:
             if dset.chunks:
                 align = dset.chunks
             for index in iter_blocks(item.shape, BLOCK_ELEMENTS, align):
+                self.check_stop()
                 block = item.read(index)
                 dset[index] = _to_numpy(block, stored)
             dset.attrs["torch_dtype"] = item.dtype

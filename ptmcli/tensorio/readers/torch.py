@@ -1,9 +1,10 @@
 """PyTorch files (`torch.save`, zip and legacy): loaded with weights_only=True, flattened to items.
 
 Nested dicts and lists of a checkpoint become dotted names (`model.layer1.0.weight`, `log.0`).
-Zip files are memory-mapped, so a large checkpoint is not read to list it. A pickle that wants
-anything but tensors and plain containers is refused as a whole: weights_only stops at the first
-such object, before any of it runs, and what came before it is not handed back.
+Zip files are memory-mapped, so a large checkpoint is not read to list it. An entry that is a
+pickled class or a call (`{"w": ..., "thing": Thing()}`) becomes an inert placeholder
+(torch_placeholders.py), never imported or run, and is listed as a refused entry beside the rest.
+A pickle that torch's restricted unpickler still cannot load is refused as a whole.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import warnings
 from ptmcli.errors import InputError
 from ptmcli.tensorio.dtypes import torch_dtype_name
 from ptmcli.tensorio.items import MAX_NESTING, Item, TensorFile, ValueItem, reason
+from ptmcli.tensorio.readers import torch_placeholders
 
 
 def open_torch(path: str, fmt: str) -> TensorFile:
@@ -28,8 +30,9 @@ def open_torch(path: str, fmt: str) -> TensorFile:
         locations[storage.data_ptr()] = str(location)
         return storage
 
+    stand_ins = torch_placeholders.placeholders(torch_placeholders.unsafe_globals(path, fmt))
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch_placeholders.allowing(stand_ins):
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location=remember_location, weights_only=True, mmap=(fmt == "torch"))
     except pickle.UnpicklingError as exc:
@@ -42,6 +45,9 @@ def open_torch(path: str, fmt: str) -> TensorFile:
     except (EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError, OSError) as exc:
         raise InputError(f"{path}: a PyTorch file that is truncated or damaged ({reason(exc)})") from None
 
+    if isinstance(obj, torch_placeholders.RefusedGlobal):
+        # Nothing else in the file to list: the whole file is this one refused object.
+        raise InputError(f"{path}: refused: {_would_import(obj)}")
     items: dict[str, Item | ValueItem] = {}
     _flatten(obj, "", items, locations, depth=0, seen=set())
     if not items:
@@ -60,6 +66,11 @@ def _weights_only_refusal(path: str, text: str) -> str:
             "ptm loads only tensors and plain containers")
 
 
+def _would_import(obj) -> str:
+    return (f"its pickle would import {obj.imports}, which can run code; "
+            "ptm loads PyTorch files with weights_only=True and did not import or run it")
+
+
 def _flatten(obj, prefix: str, out: dict, locations: dict, depth: int, seen: set) -> None:
     import torch
 
@@ -67,6 +78,10 @@ def _flatten(obj, prefix: str, out: dict, locations: dict, depth: int, seen: set
         raise InputError(f"{prefix}: nested more than {MAX_NESTING} levels deep")
     if isinstance(obj, torch.Tensor):
         out[prefix] = torch_item(prefix, obj, locations)
+        return
+    if isinstance(obj, torch_placeholders.RefusedGlobal):
+        why = f"refused: {_would_import(obj)}"
+        out[prefix] = Item(prefix, shape=(), dtype="object", element_size=0, unreadable=why)
         return
     if isinstance(obj, dict) or isinstance(obj, (list, tuple)) and not isinstance(obj, torch.Size):
         if id(obj) in seen:
