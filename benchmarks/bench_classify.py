@@ -4,6 +4,7 @@ every runtime and precision this CPU runs natively, in one run.
     python benchmarks/bench_classify.py                  # CPU, 64 JPEGs, medians of 3
     python benchmarks/bench_classify.py --device cuda --images 256
     python benchmarks/bench_classify.py --quick          # CI smoke run: 8 images, 1 repeat, no compile
+    python benchmarks/bench_classify.py --model efficientnet_lite0   # real weights: int8 is offered
 
 Each configuration runs in a fresh interpreter on the same JPEGs and the same weights file and
 reports steady-state images per second end to end (decode + preprocess + model + top-5 + the
@@ -12,8 +13,12 @@ peer (a program a user could write or run instead of ptm) measured in this run.
 
 Peers: the book's loop; timm's inference.py; torch.compile (Inductor, frozen, channels_last); an
 ONNX Runtime session and an OpenVINO compiled model used directly, each fed batches of 16 decoded
-by Pillow/NumPy as a short script would. The exported files the runtime peers load are the very
-files ptm built (same graph, same int8 quantisation), so the difference is ptm's own pipeline.
+by Pillow/NumPy as a short script would. The fp32 files the runtime peers load are the very files
+ptm exported (same graph), so the difference is ptm's own pipeline; the int8 peer is what a user's
+script gets from NNCF's plain `nncf.quantize` on 100 of the benchmark's own images, unchecked
+(ptm's int8 file, where ptm offers one, is timed as a peer too). The book loop, torch.compile and
+timm build ResNet101 and are run for it only; with another `--model` the ratios are to the
+fastest peer.
 Configurations this CPU cannot run natively (bf16 without AVX512-BF16/AMX, int8 where ptm
 refuses it) are skipped, and the script says so.
 """
@@ -29,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, load_average, machine, make_jpegs, resnet101_weights, run_json
+from common import ROOT, WORK, load_average, machine, make_jpegs, resnet101_weights, run_json
 
 # The book's chapter 2.1 code, looped over the files: one image at a time, fp32, no inference_mode.
 BOOK = r"""
@@ -107,6 +112,19 @@ def run(paths):
         probs = request.infer({"pixels": x})[output]
         np.argsort(-probs, axis=1)[:, :5]
 print(json.dumps({"img_s": timed(run, sorted(glob.glob(folder + "/*.jpg")), repeats)}))
+"""
+
+# What a user's script gets from NNCF: plain post-training quantisation of the fp32 model,
+# calibrated on 100 of their own images (here the benchmark's), no accuracy check.
+NNCF_PLAIN_INT8 = PEER_DECODE + r"""
+import logging, nncf, openvino as ov
+source, folder, target = sys.argv[1], sys.argv[2], sys.argv[3]
+nncf.set_log_level(logging.ERROR)
+paths = sorted(glob.glob(folder + "/*.jpg"))[:100]
+model = nncf.quantize(ov.Core().read_model(source), nncf.Dataset([x[None] for x in map(load, paths)]),
+                      subset_size=len(paths))
+ov.save_model(model, target, compress_to_fp16=False)
+print(json.dumps({"built": target}))
 """
 
 COMPILE_PEER = PEER_DECODE + r"""
@@ -201,23 +219,23 @@ print(json.dumps({"img_s": len(dataset) / statistics.median(times)}))
 """
 
 
-def ptm_exports(weights: Path, precision: str) -> None:
+def ptm_exports(model: str, weights: Path, precision: str) -> None:
     """Build ptm's exported files (and its timings) with the real command, as a first run would."""
     one = next(iter(sorted(make_jpegs(8).glob("*.jpg"))))
-    done = subprocess.run([sys.executable, "-m", "ptmcli", "classify", str(one), "--weights", str(weights),
-                           "--precision", precision, "--runtime", "auto"], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PTM_OFFLINE": "1"})
+    done = subprocess.run([sys.executable, "-m", "ptmcli", "classify", str(one), "--model", model,
+                           "--weights", str(weights), "--precision", precision, "--runtime", "auto"],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PTM_OFFLINE": "1"})
     if done.returncode != 0:
-        raise RuntimeError(f"ptm --precision {precision} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"ptm --precision {precision} failed:\n{done.stderr.strip()[-2000:]}")
 
 
-def export_file(weights: Path, runtime: str, precision: str) -> Path | None:
+def export_file(model: str, weights: Path, runtime: str, precision: str) -> Path | None:
     from ptmcli.models.registry import get_classifier
     from ptmcli.models.runtimes.build import key_for
     from ptmcli.models.runtimes.exports import find
     from ptmcli.models.weights import file_sha256
 
-    export = find(key_for(get_classifier("resnet101"), file_sha256(weights), runtime, precision))
+    export = find(key_for(get_classifier(model), file_sha256(weights), runtime, precision))
     if export is None:
         return None
     return export.file("model.onnx" if runtime == "onnxruntime" else "model.xml")
@@ -232,6 +250,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 8 images, 1 repeat, no compile")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--model", default="resnet101", help="resnet101 (default; random weights here) or "
+                        "efficientnet_lite0 (real weights, installed with ptm)")
     args = parser.parse_args()
     if args.quick:
         args.images, args.repeats, args.no_compile = 8, 1, True
@@ -244,12 +264,19 @@ def main() -> None:
     cpu = cpu_features()
     cuda = args.device.startswith("cuda")
     folder = make_jpegs(args.images)
-    weights = resnet101_weights()
+    resnet = args.model == "resnet101"
+    if resnet:
+        weights = resnet101_weights()
+    else:
+        from ptmcli.models.registry import get_classifier
+        from ptmcli.pipeline.loading import locate_weights
+
+        weights = locate_weights(get_classifier(args.model).weights, None, offline=True)
     common = [str(weights), str(folder), str(args.repeats)]
     print(f"machine: {machine()}; load average before: {load_average()}")
     print(f"CPU features: {cpu.summary()}; torch CPU capability: {torch.backends.cpu.get_cpu_capability()}")
     print(f"runtimes: {', '.join(label(r) for r in ('torch', 'onnxruntime', 'openvino') if installed(r))}")
-    print(f"{args.images} JPEGs 1280x720, ResNet101 ({weights.name}), batch {args.batch_size}, "
+    print(f"{args.images} JPEGs 1280x720, {args.model} ({weights.name}), batch {args.batch_size}, "
           f"medians of {args.repeats}\n")
 
     skipped: list[str] = []
@@ -258,11 +285,12 @@ def main() -> None:
 
     def ptm_row(name: str, precision: str, runtime: str, compile_: bool = False) -> None:
         result = run_json(PTM, str(weights), str(folder), args.device, str(args.repeats), precision,
-                          "1" if compile_ else "0", str(args.batch_size), "resnet101", runtime)
+                          "1" if compile_ else "0", str(args.batch_size), args.model, runtime)
         ours.append((f"{name} (ran {result['runtime']})" if runtime == "auto" else name, precision, result))
 
-    book = run_json(BOOK, *common)
-    peers.append(("book loop (fp32, one image at a time)", "fp32", book))
+    book = run_json(BOOK, *common) if resnet else None
+    if book is not None:
+        peers.append(("book loop (fp32, one image at a time)", "fp32", book))
     if not cuda:
         wanted = ["fp32"] if args.quick else ["fp32"] + (["bf16"] if cpu.bf16 else []) + ["int8"]
         if not cpu.bf16:
@@ -270,7 +298,7 @@ def main() -> None:
         precisions = []
         for precision in wanted:
             try:
-                ptm_exports(weights, precision)
+                ptm_exports(args.model, weights, precision)
                 precisions.append(precision)
             except RuntimeError as exc:
                 skipped.append(f"ptm --precision {precision}: {str(exc).splitlines()[-1]}")
@@ -287,22 +315,32 @@ def main() -> None:
         if not args.no_compile:
             ptm_row("ptm --runtime torch --compile", "fp32", "torch", compile_=True)
 
-        onnx = export_file(weights, "onnxruntime", "fp32")
+        onnx = export_file(args.model, weights, "onnxruntime", "fp32")
         if onnx is not None:
             peers.append(("ONNX Runtime session, fp32", "fp32", run_json(ORT_PEER, str(onnx), str(folder),
                                                                             str(args.repeats))))
-        xml = export_file(weights, "openvino", "fp32")
+        xml = export_file(args.model, weights, "openvino", "fp32")
         if xml is not None:
             peers.append(("OpenVINO compiled model, fp32", "fp32",
                           run_json(OPENVINO_PEER, str(xml), str(folder), str(args.repeats), "f32")))
             if cpu.bf16:
                 peers.append(("OpenVINO compiled model, bf16", "bf16",
                               run_json(OPENVINO_PEER, str(xml), str(folder), str(args.repeats), "bf16")))
-        int8 = export_file(weights, "openvino", "int8")
+        int8 = export_file(args.model, weights, "openvino", "int8")
         if int8 is not None:
             peers.append(("OpenVINO compiled model, int8 (ptm's NNCF file)", "int8",
                           run_json(OPENVINO_PEER, str(int8), str(folder), str(args.repeats), "f32")))
-        if not args.no_compile:
+        if xml is not None and not args.quick:
+            try:
+                import nncf  # noqa: F401
+
+                plain = WORK / f"{args.model}-{weights.stem}-nncf-plain-int8.xml"
+                run_json(NNCF_PLAIN_INT8, str(xml), str(folder), str(plain))
+                peers.append(("OpenVINO + NNCF plain int8 (a user's script, unchecked)", "int8",
+                              run_json(OPENVINO_PEER, str(plain), str(folder), str(args.repeats), "f32")))
+            except ImportError:
+                skipped.append("NNCF int8 peer (nncf is not installed)")
+        if not args.no_compile and resnet:
             peers.append(("torch.compile (Inductor, freezing) fp32 channels_last", "fp32",
                           run_json(COMPILE_PEER, *common, timeout=3600)))
     else:
@@ -311,6 +349,8 @@ def main() -> None:
     try:
         import timm  # noqa: F401
 
+        if not resnet:
+            raise LookupError
         peers.append(("timm inference.py -b 16", "fp32", run_json(TIMM, *common, "0")))
         if cpu.bf16 or cuda:
             peers.append(("timm inference.py -b 16 --amp bf16 --channels-last", "bf16", run_json(TIMM, *common, "1")))
@@ -318,9 +358,12 @@ def main() -> None:
             skipped.append("timm --amp bf16 (no native bf16 on this CPU: 0.6 img/s, over 15 minutes)")
     except ImportError:
         skipped.append("timm (not installed: pip install timm)")
+    except LookupError:
+        skipped.append(f"the book loop, torch.compile and timm (they are written for ResNet101, not {args.model}); "
+                       "the 'x book' column is x the fastest peer")
 
-    base = book["img_s"]
-    fastest = max((r["img_s"] for name, _, r in peers if "book" not in name), default=base)
+    fastest = max((r["img_s"] for name, _, r in peers if "book" not in name), default=1.0)
+    base = book["img_s"] if book is not None else fastest
     fastest_fp32 = max((r["img_s"] for name, p, r in peers if p == "fp32" and "book" not in name), default=base)
     print(f"{'configuration':<58} {'prec':>5} {'img/s':>8} {'x book':>7} {'x peer':>7}  notes")
     for group, rows in (("peers", peers), ("ptm", ours)):
