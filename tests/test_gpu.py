@@ -56,3 +56,15 @@ def test_cuda_compile_bf16(run_ptm, cuda_device):
                    "--precision", "bf16", "--compile")
     assert done.returncode == 0, done.stderr
     assert top1(done.stdout) == ["golden retriever", "espresso"]
+
+
+def test_runtime_auto_on_a_gpu_is_torch_without_measuring(run_ptm, tmp_path):
+    # The exported runtimes run on the CPU; with a GPU present, auto must not export or time them.
+    done = run_ptm("classify", EXAMPLES / "coffee.png", *LITE, "-o", tmp_path / "r.h5", env={"PTM_RUNTIME": "auto"})
+    assert done.returncode == 0, done.stderr
+    assert "note:" not in done.stderr
+    import h5py
+
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert f.attrs["device"] == "cuda:0"
+        assert str(f.attrs["runtime"]).startswith("torch ")
