@@ -90,12 +90,12 @@ _OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 class OpenVinoClassifier(ExportedClassifier):
     runtime = "openvino"
 
-    def __init__(self, spec: "ModelSpec", export: "Export", exact_decode: bool = False):
+    def __init__(self, spec: "ModelSpec", export: "Export", exact_decode: bool = False, model_file: str = "model.xml"):
         super().__init__(spec, export, exact_decode)
         import openvino
 
         core = openvino.Core()
-        model = core.read_model(str(export.file("model.xml")))
+        model = core.read_model(str(export.file(model_file)))
         # LATENCY: one stream over every core, for one batch at a time, which is how ptm feeds it.
         self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": _OPENVINO_HINTS[self.precision],
                                                           "PERFORMANCE_HINT": "LATENCY"})
