@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -48,14 +49,25 @@ def ptm() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "ptmcli"]
 
 
+# A forked child's ru_maxrss counts the pages it shared with its parent before exec: forked from
+# this script (torch loaded, ~700 MB), every command measured at least that. A small launcher
+# interpreter forks the command instead, so the figure is the command's own.
+_PEAK_RSS = r"""
+import json, os, subprocess, sys
+with open(os.devnull, "w") as sink:
+    proc = subprocess.Popen(sys.argv[1:], stdout=sink, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps({"code": os.waitstatus_to_exitcode(status), "kb": usage.ru_maxrss}))
+"""
+
+
 def peak_rss_mb(cmd: list[str], env: dict | None = None) -> float:
-    with open(os.devnull, "w") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.DEVNULL, cwd=ROOT,
-                                env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+    done = subprocess.run([sys.executable, "-c", _PEAK_RSS, *cmd], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, check=True)
+    result = json.loads(done.stdout)
+    if result["code"] != 0:
         raise RuntimeError(f"{cmd} failed")
-    return usage.ru_maxrss / 1024  # kilobytes on Linux
+    return result["kb"] / 1024  # kilobytes on Linux
 
 
 IMPORTS = r"""
