@@ -188,3 +188,20 @@ def test_int8_agrees_with_fp32(env):
     assert [reference[i]["path"] for i in clear] == [str(p) for p in photos if p.name != "chelsea.png"]
     labels = [r["predictions"][0]["label"] for r in reference]
     assert [got[i]["predictions"][0]["label"] for i in clear] == [labels[i] for i in clear]
+
+
+def test_int8_without_openvino_says_how_to_get_it(monkeypatch):
+    from ptmcli.errors import UsageProblem
+    from ptmcli.models.runtimes import choice
+
+    monkeypatch.setattr(choice, "installed", lambda runtime: runtime != "openvino")
+    with pytest.raises(UsageProblem) as refused:
+        choice.candidates("auto", "int8", False)
+    assert refused.value.message == "--precision int8 runs in OpenVINO, which is not installed"
+    assert refused.value.hints == ("pip install 'ptmcli[openvino]', or use --precision fp32",)
+
+
+def test_help_names_the_openvino_extra(run_ptm):
+    done = run_ptm("classify", "--help", env={"COLUMNS": "300"})
+    assert done.returncode == 0
+    assert "onnxruntime, openvino (pip install 'ptmcli[openvino]')" in done.stdout

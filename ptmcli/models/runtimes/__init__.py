@@ -13,8 +13,9 @@ import importlib.util
 
 RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
 EXPORTED = ("onnxruntime", "openvino")
+# The backslash keeps Rich (Typer's help) from reading [openvino] as markup.
 RUNTIME_HELP = ("auto (the fastest this machine measured, see README), torch (the reference), "
-                "onnxruntime, openvino (pip install 'ptmcli[openvino]')")
+                "onnxruntime, openvino (pip install 'ptmcli\\[openvino]')")
 
 # Which precisions each runtime offers on a CPU. torch's bf16 needs the CPU's bfloat16 units,
 # fp16 a GPU; int8 is post-training static quantisation of the exported model.

@@ -161,7 +161,10 @@ def candidates(runtime: str, precision: str, compile: bool) -> list[Candidate]:
         # torch checks its own bf16 support when it loads; the exported runtimes need the CPU's.
         found = [c for c in found if c.runtime == "torch" or cpu_features().bf16]
     if precision == "int8":
-        check_cpu_precision(found[0].runtime if found else "onnxruntime", precision)
+        if not found:
+            raise UsageProblem("--precision int8 runs in OpenVINO, which is not installed",
+                               [INSTALL_HINTS["openvino"] + ", or use --precision fp32"])
+        check_cpu_precision(found[0].runtime, precision)
     if not found:
         raise UsageProblem(f"--precision {precision}: no installed runtime offers it on this CPU",
                            ["pip install 'ptmcli[openvino]', or use --precision fp32"])
