@@ -141,7 +141,7 @@ def fetch(
     """
     from ptmcli.models import weights as weight_files
     from ptmcli.models.registry import get_weight_file
-    from ptmcli.sinks.progress import transfer_progress
+    from ptmcli.sinks.progress import note_line, transfer_progress
 
     weight = get_weight_file(name)
     found = weight_files.find(weight)
@@ -157,8 +157,7 @@ def fetch(
         path = weight_files.fetch(weight, allow_unverified=allow_unverified, progress=on_bytes)
     first = weight_files.find(weight)
     if first is not None and first.resolve() != path.resolve():
-        sys.stderr.write(f"ptm: note: {first} comes earlier in the search order and is used instead; "
-                         "delete it to use the new download\n")
+        note_line(f"{first} comes earlier in the search order and is used instead; delete it to use the new download")
     sys.stdout.write(f"{path}\n")
 
 

@@ -37,6 +37,7 @@ class Fetched(io.BytesIO):
 _recent: OrderedDict[str, Downloaded] = OrderedDict()
 _recent_lock = threading.Lock()
 _recent_budget = [0]
+_recent_bytes = [0]  # kept as a running total: summing every body on each download is quadratic
 
 
 def keep_recent_downloads(budget: int = 256 << 20) -> None:
@@ -51,9 +52,12 @@ def _fetch(url: str) -> Downloaded:
     download = read_url(url)
     if _recent_budget[0]:
         with _recent_lock:
-            _recent[url] = download
-            while sum(len(d.data) for d in _recent.values()) > _recent_budget[0]:
-                _recent.popitem(last=False)
+            if url not in _recent:  # another decode thread may have fetched it meanwhile
+                _recent[url] = download
+                _recent_bytes[0] += len(download.data)
+            while _recent_bytes[0] > _recent_budget[0]:
+                _, dropped = _recent.popitem(last=False)
+                _recent_bytes[0] -= len(dropped.data)
     return download
 
 

@@ -7,7 +7,6 @@ the driver chooses, the actors load what it chose).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,11 +42,6 @@ class ClassifierChoice:
     exact_decode: bool = False
 
 
-def note(message: str) -> None:
-    sys.stderr.write(f"ptm: note: {message}\n")
-    sys.stderr.flush()
-
-
 def nvidia_gpu_present() -> bool:
     """Whether the NVIDIA driver shows a GPU, asked without importing torch (which takes seconds)."""
     gpus = Path("/proc/driver/nvidia/gpus")
@@ -81,6 +75,7 @@ def choose_classifier(choice: ClassifierChoice, runtime: str,
     from ptmcli.models.registry import get_classifier
     from ptmcli.models.runtimes import EXPORTED
     from ptmcli.models.runtimes.choice import Timing, decide, measure
+    from ptmcli.sinks.progress import note_line
 
     if not runs_on_cpu(choice.device):
         if runtime in EXPORTED:
@@ -109,7 +104,7 @@ def choose_classifier(choice: ClassifierChoice, runtime: str,
         return timing
 
     chosen = decide(spec, choice.weights_sha256, runtime, choice.precision, choice.compile, inputs,
-                    measure_candidate, note)
+                    measure_candidate, note_line)
     backend = kept.get("backend") if kept.get("candidate") == chosen else None
     kept.clear()
     return replace(choice, runtime=chosen.runtime, precision=chosen.precision), backend

@@ -1,4 +1,4 @@
-"""What a run says on stderr while it works: one line per failed input, and progress bars.
+"""What a run says on stderr while it works: one line per failed input, notes, and progress bars.
 
 stdout carries only results. Bars are drawn only on a terminal, never into a pipe or a log file.
 """
@@ -17,6 +17,11 @@ def error_line(message: str, stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     stream.write(f"ptm: {message}\n")
     stream.flush()
+
+
+def note_line(message: str, stream: TextIO | None = None) -> None:
+    """One line on stderr about what ptm is doing on the user's behalf: `ptm: note: <message>`."""
+    error_line(f"note: {message}", stream)
 
 
 @contextmanager
