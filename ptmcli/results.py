@@ -36,15 +36,22 @@ class Classification:
 
 @dataclass(frozen=True)
 class BatchOutput:
-    """One batch of classifications and, when asked for, the numbers behind them.
+    """One batch of results (classifications, translations, ...) and, when asked for, the numbers
+    behind classifications.
 
     `probabilities` (all classes) and `features` (the embedding the classifier layer reads) have
     one row per entry of `results`; rows of failed inputs are NaN. Both are NumPy float32 arrays.
     """
 
-    results: list[Classification]
+    results: list
     probabilities: object = None
     features: object = None
+
+    def head(self, n: int) -> "BatchOutput":
+        """The first `n` results, and their rows of the numbers."""
+        return BatchOutput(self.results[:n],
+                           None if self.probabilities is None else self.probabilities[:n],
+                           None if self.features is None else self.features[:n])
 
 
 @dataclass(frozen=True)

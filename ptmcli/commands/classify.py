@@ -8,9 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from ptmcli.commands.options import (
+    ActorsOpt,
     BatchSizeOpt,
     CompileOpt,
     DeviceOpt,
+    EngineOpt,
     FailFastOpt,
     Format,
     FormatOpt,
@@ -18,6 +20,7 @@ from ptmcli.commands.options import (
     PrecisionOpt,
     ReportOpt,
     RuntimeOpt,
+    ShardOpt,
     WeightsOpt,
 )
 from ptmcli.models.registry import DEFAULT_CLASSIFIER
@@ -43,9 +46,9 @@ def classify(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --output.", rich_help_panel="Batch jobs")] = False,
     save_probs: Annotated[bool, typer.Option("--save-probs", help="Also store all class probabilities (HDF5 --output).", rich_help_panel="Batch jobs")] = False,
     save_features: Annotated[bool, typer.Option("--save-features", help="Also store the embedding the classifier layer reads (HDF5 --output).", rich_help_panel="Batch jobs")] = False,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: classify only shard K (1..N) of the inputs, for job arrays.", rich_help_panel="Batch jobs")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster; pip install 'ptmcli\\[ray]').", rich_help_panel="Batch jobs")] = "local",
-    actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="Ray: model copies (default: one per GPU, or half the CPUs).", rich_help_panel="Batch jobs")] = None,
+    shard: ShardOpt = None,
+    engine: EngineOpt = "local",
+    actors: ActorsOpt = None,
     report: ReportOpt = None,
 ) -> None:
     """Classify images with an ImageNet model (ResNet101 by default, as in the book).

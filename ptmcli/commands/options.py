@@ -34,3 +34,10 @@ _REPORT_HELP = (
     "or is stopped; replaced if it exists."
 )
 ReportOpt = Annotated[Optional[str], typer.Option("--report", help=_REPORT_HELP, show_default=False)]
+ShardOpt = Annotated[Optional[str], typer.Option(
+    "--shard", help="K/N: process only shard K (1..N) of the inputs, for job arrays.", rich_help_panel="Batch jobs")]
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", help="local (this process) or ray (a Ray cluster; pip install 'ptmcli\\[ray]').",
+    rich_help_panel="Batch jobs")]
+ActorsOpt = Annotated[Optional[int], typer.Option(
+    "--actors", min=1, help="Ray: model copies (default: one per GPU, or half the CPUs).", rich_help_panel="Batch jobs")]

@@ -8,12 +8,15 @@ from typing import Annotated
 import typer
 
 from ptmcli.commands.options import (
+    ActorsOpt,
     CompileOpt,
     DeviceOpt,
+    EngineOpt,
     FailFastOpt,
     OfflineOpt,
     PrecisionOpt,
     ReportOpt,
+    ShardOpt,
     WeightsOpt,
 )
 from ptmcli.models.registry import DEFAULT_GENERATOR
@@ -37,6 +40,9 @@ def zebrafy(
     offline: OfflineOpt = False,
     fail_fast: FailFastOpt = False,
     report: ReportOpt = None,
+    shard: ShardOpt = None,
+    engine: EngineOpt = "local",
+    actors: ActorsOpt = None,
 ) -> None:
     """Turn horses into zebras with the book's CycleGAN generator (chapter 2.2).
 
@@ -53,6 +59,10 @@ def zebrafy(
       ptm zebrafy photos/ -o zebras/ --precision bf16
 
       ptm zebrafy photos/ -o zebras/ --report zebras.html
+
+      ptm zebrafy photos/ -o zebras/ --shard 3/8 --skip-existing
+
+      ptm zebrafy photos/ -o zebras/ --engine ray --actors 4
     """
     from ptmcli.pipeline.zebrafy import ZebrafyOptions, run_zebrafy
 
@@ -60,5 +70,6 @@ def zebrafy(
         paths=tuple(paths), output=output, size=size, name=name, model=model, weights=weights, device=device,
         precision=precision, compile=compile, batch_size=batch_size, side_by_side=side_by_side, force=force,
         skip_existing=skip_existing, offline=offline, fail_fast=fail_fast, report=report,
+        shard=shard, engine=engine, actors=actors,
     )
     raise typer.Exit(run_zebrafy(options, sys.stdin, sys.stdout))

@@ -30,6 +30,10 @@ class Loaded(Generic[T]):
     error: str | None = None
 
 
+def load_failed(loaded: Loaded) -> bool:
+    return loaded.error is not None
+
+
 def _load_one(item: InputItem, load: Callable[[str], T]) -> Loaded[T]:
     if item.error:
         return Loaded(item, error=f"{item.path}: {item.error}")

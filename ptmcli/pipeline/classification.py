@@ -7,14 +7,18 @@ both give the same rows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
-from ptmcli.pipeline.batching import Loaded, prefetch_batches
+from ptmcli.pipeline.batching import Loaded, load_failed, prefetch_batches
 from ptmcli.pipeline.inputs import InputItem
+from ptmcli.pipeline.run import first_failure_cut
 from ptmcli.results import BatchOutput, Classification, Prediction
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ptmcli.pipeline.loading import ClassifierChoice
 
 
 class ClassifierBackend(Protocol):
@@ -44,14 +48,6 @@ def padded_batch_size(batch_size: int, inputs_total: int) -> int:
     return max(1, min(batch_size, inputs_total))
 
 
-def until_first_failure(batch: list[Loaded]) -> list[Loaded]:
-    """`--fail-fast`: the batch up to and including its first failed input."""
-    for i, loaded in enumerate(batch):
-        if loaded.error is not None:
-            return batch[:i + 1]
-    return batch
-
-
 def classify_batches(
     backend: ClassifierBackend,
     work: Sequence[tuple[int, InputItem]],
@@ -74,13 +70,11 @@ def classify_batches(
                                workers=backend.decode_workers)
     try:
         for batch in batches:
-            failed = any(loaded.error is not None for loaded in batch)
-            if fail_fast and failed:
-                batch = until_first_failure(batch)
+            batch, failed = first_failure_cut(batch, load_failed) if fail_fast else (batch, False)
             output = _batch_output(backend, batch, top, pad_to, probabilities, features)
             yield rows[cursor:cursor + len(batch)], output
             cursor += len(batch)
-            if fail_fast and failed:
+            if failed:
                 return
     finally:
         batches.close()
@@ -132,3 +126,78 @@ def _batch_output(backend: ClassifierBackend, batch: list[Loaded], top: int, pad
         probabilities=spread(probs, classes) if probabilities else None,
         features=spread(embedding, embedding.shape[1]) if features else None,
     )
+
+
+@dataclass(frozen=True)
+class ClassifyJob:
+    """Classification as an engine runs it: a picklable recipe (`choice`) that opens the backend,
+    and what to compute per batch. A Ray actor is given this and computes what the driver would."""
+
+    choice: "ClassifierChoice"
+    top: int
+    batch_size: int
+    pad_to: int
+    probabilities: bool = False
+    features: bool = False
+    fail_fast: bool = False
+    categories: tuple[str, ...] = ()  # the spec's, for results that come back from elsewhere
+
+    @property
+    def device(self) -> str:
+        return self.choice.device
+
+    @property
+    def weights_path(self) -> str:
+        return str(self.choice.weights_path)
+
+    def on_device(self, device: str) -> "ClassifyJob":
+        return replace(self, choice=replace(self.choice, device=device))
+
+    def open(self) -> ClassifierBackend:
+        from ptmcli.pipeline.loading import load_classifier
+
+        return load_classifier(self.choice)
+
+    def batches(self, backend: ClassifierBackend,
+                work: Sequence[tuple[int, InputItem]]) -> Iterator[tuple[list[int], BatchOutput]]:
+        return classify_batches(backend, work, top=self.top, batch_size=self.batch_size, pad_to=self.pad_to,
+                                probabilities=self.probabilities, features=self.features,
+                                fail_fast=self.fail_fast)
+
+    def to_columns(self, backend: ClassifierBackend, outputs: list[tuple[list[int], BatchOutput]]) -> dict:
+        """Batches as NumPy columns, the form Ray Data carries between actor and driver."""
+        import numpy as np
+
+        results = [r for _, output in outputs for r in output.results]
+        k = min(self.top, len(backend.categories))
+        top_index = np.full((len(results), k), -1, dtype=np.int32)
+        top_probability = np.full((len(results), k), np.nan, dtype=np.float32)
+        for i, result in enumerate(results):
+            for j, p in enumerate(result.predictions):
+                top_index[i, j], top_probability[i, j] = p.index, p.probability
+        columns = {
+            "row": np.asarray([row for rows, _ in outputs for row in rows], dtype=np.int64),
+            "error": np.array([r.error or "" for r in results], dtype=object),
+            "top_index": top_index,
+            "top_probability": top_probability,
+        }
+        if self.probabilities:
+            columns["probabilities"] = np.concatenate([o.probabilities for _, o in outputs])
+        if self.features:
+            columns["features"] = np.concatenate([o.features for _, o in outputs])
+        return columns
+
+    def from_columns(self, batch: dict, paths: dict[int, str]) -> tuple[list[int], BatchOutput]:
+        categories = self.categories
+        rows = [int(r) for r in batch["row"]]
+        results = []
+        for i, row in enumerate(rows):
+            error = str(batch["error"][i])
+            if error:
+                results.append(Classification(paths[row], error=error))
+                continue
+            results.append(Classification(paths[row], tuple(
+                Prediction(rank=j + 1, index=int(index), label=categories[int(index)],
+                           probability=float(batch["top_probability"][i][j]))
+                for j, index in enumerate(batch["top_index"][i]) if index >= 0)))
+        return rows, BatchOutput(results, batch.get("probabilities"), batch.get("features"))

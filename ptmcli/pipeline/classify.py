@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, UsageProblem
+from ptmcli.errors import UsageProblem
 from ptmcli.models.registry import DEFAULT_CLASSIFIER
 
 
@@ -77,58 +77,98 @@ def check_options(options: ClassifyOptions) -> _Checked:
 
 def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Classify every input; returns the exit code (0, 1 some failed, 128+N stopped by signal N)."""
-    from ptmcli import __version__, startup
-    from ptmcli.models import weights as weight_files
-    from ptmcli.models.registry import get_classifier
-    from ptmcli.models.runtimes import label
-    from ptmcli.pipeline.classification import padded_batch_size
+    from ptmcli import startup
+    from ptmcli.pipeline.classification import ClassifyJob, padded_batch_size
     from ptmcli.pipeline.engines import open_engine
-    from ptmcli.pipeline.inputs import collect, nothing_to_do
-    from ptmcli.pipeline.loading import ClassifierChoice, choose_classifier, locate_weights
-    from ptmcli.pipeline.shards import select
-    from ptmcli.pipeline.signals import StopOnSignal
-    from ptmcli.sinks.console import ConsoleSink
-    from ptmcli.sinks.progress import error_line, progress
-    from ptmcli.sinks.resultfile import Row, RunInfo, open_results
+    from ptmcli.pipeline.run import Loop, run
 
-    stdout = stdout or sys.stdout
     checked = check_options(options)
-    inputs = collect(options.paths, stdin, offline=weight_files.offline_requested(options.offline))
+    inputs, mine, rows = _inputs(options, stdin, checked.shard)
+    spec, choice, backend = open_classifier(options, len(inputs))
+    job = ClassifyJob(choice, top=options.top, batch_size=options.batch_size,
+                      pad_to=padded_batch_size(options.batch_size, len(inputs)),
+                      probabilities=options.save_probs, features=options.save_features,
+                      fail_fast=options.fail_fast, categories=tuple(spec.categories()))
+    engine = open_engine(options.engine, job, options.actors, backend)
+    info = _run_info(options, checked, spec, choice, engine, len(inputs))
+    startup.loaded()
+
+    sinks, todo = _open_sinks(options, checked, rows, info, stdout or sys.stdout)
+    work = [(row, mine[row].item) for row in todo]
+    # Closing the engine gives Ray's output back; an error before this point exits anyway.
+    with closing(engine):
+        outcome = run(engine.run(work), sinks,
+                      Loop("classifying", len(work), options.fail_fast, stdout_free=checked.output is not None))
+    if checked.output is not None and not sinks[0].complete:
+        why = "stopped at the first failed input (--fail-fast)" if outcome.cut else "stopped"
+        sys.stderr.write(f"ptm: {why}; {checked.output} holds the results so far: run the same command "
+                         "with --resume to finish it\n")
+    return outcome.exit_code
+
+
+def _inputs(options: ClassifyOptions, stdin: TextIO | None, shard):
+    """Every input (the whole list), this shard's, and one result row for each of those."""
+    from ptmcli.models.weights import offline_requested
+    from ptmcli.pipeline.inputs import collect, nothing_to_do
+    from ptmcli.pipeline.shards import select
+    from ptmcli.sinks.resultfile import Row
+
+    inputs = collect(options.paths, stdin, offline=offline_requested(options.offline))
     problem = nothing_to_do(inputs, "classify")
     if problem is not None:
         raise problem
-    mine = select(inputs, checked.shard)
-    rows = [Row(entry.position, entry.item.path) for entry in mine]
+    mine = select(inputs, shard)
+    return inputs, mine, [Row(entry.position, entry.item.path) for entry in mine]
+
+
+def open_classifier(options: ClassifyOptions, inputs: int):
+    """(spec, the choice made, the backend if choosing loaded it): the one call into the model layer."""
+    from ptmcli.models import weights as weight_files
+    from ptmcli.models.registry import get_classifier
+    from ptmcli.pipeline.loading import ClassifierChoice, choose_classifier, locate_weights
 
     spec = get_classifier(options.model)
     weights_path = locate_weights(spec.weights, options.weights, options.offline)
-    weights_sha256 = weight_files.file_sha256(weights_path)
     choice, backend = choose_classifier(
-        ClassifierChoice(model=spec.name, weights_path=weights_path, weights_sha256=weights_sha256,
-                         device=options.device, precision=options.precision, compile=options.compile,
-                         exact_decode=options.exact_decode),
-        options.runtime, inputs=len(inputs))
-    engine = open_engine(options.engine, choice, options.actors, backend)
-    categories = engine.categories
-    info = RunInfo(
+        ClassifierChoice(model=spec.name, weights_path=weights_path,
+                         weights_sha256=weight_files.file_sha256(weights_path), device=options.device,
+                         precision=options.precision, compile=options.compile, exact_decode=options.exact_decode),
+        options.runtime, inputs=inputs)
+    return spec, choice, backend
+
+
+def _run_info(options: ClassifyOptions, checked: _Checked, spec, choice, engine, inputs_total: int):
+    from ptmcli import __version__
+    from ptmcli.models.heads import feature_dim
+    from ptmcli.models.runtimes import label
+    from ptmcli.sinks.resultfile import RunInfo
+
+    categories = spec.categories()
+    return RunInfo(
         model=spec.name,
-        weights_file=weights_path.name,
-        weights_sha256=weights_sha256,
+        weights_file=choice.weights_path.name,
+        weights_sha256=choice.weights_sha256,
         # Precision and JPEG draft decoding change the numbers too: a resume must use the same.
         preprocess={**asdict(spec.preprocess), "precision": options.precision,
                     "jpeg_draft": not options.exact_decode},
         top_k=min(options.top, len(categories)),
         categories=tuple(categories),
         save_probabilities=options.save_probs,
-        feature_dim=engine.feature_dim() if options.save_features else None,
+        feature_dim=(engine.backend.feature_dim if engine.backend is not None else feature_dim(spec))
+        if options.save_features else None,
         shard=str(checked.shard) if checked.shard else "",
-        inputs_total=len(inputs),
+        inputs_total=inputs_total,
         ptm_version=__version__,
         device=engine.device,
         runtime=label(choice.runtime),
         precision=choice.precision,
     )
-    startup.loaded()
+
+
+def _open_sinks(options: ClassifyOptions, checked: _Checked, rows, info, stdout: TextIO):
+    """The sinks (the results file or the console first, then the report) and the rows to do."""
+    from ptmcli.sinks.console import ConsoleSink
+    from ptmcli.sinks.resultfile import open_results
 
     if checked.output is not None:
         sink = open_results(checked.output, rows, info, options.resume)
@@ -136,52 +176,11 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
     else:
         sink = ConsoleSink(options.fmt, stdout, with_errors=options.with_errors)
         todo = range(len(rows))
-    report = None
-    if checked.report is not None:
-        from ptmcli.sinks.readback import describe
-        from ptmcli.sinks.report import ClassifyReport
+    if checked.report is None:
+        return [sink], todo
+    from ptmcli.sinks.readback import describe
+    from ptmcli.sinks.report import ClassifyReport
 
-        previous = sink.done_before() if checked.output is not None else {}
-        provenance = [*describe(info.attrs()), ("engine", options.engine)]
-        report = ClassifyReport(checked.report, [row.path for row in rows], provenance, previous)
-    sinks = [sink] if report is None else [sink, report]
-    work = [(row, mine[row].item) for row in todo]
-    batches = engine.run(work, top=options.top, batch_size=options.batch_size,
-                         pad_to=padded_batch_size(options.batch_size, len(inputs)),
-                         probabilities=options.save_probs, features=options.save_features,
-                         fail_fast=options.fail_fast)
-
-    failed = 0
-    # Closing the engine gives Ray's output back; an error before this point exits anyway.
-    with StopOnSignal() as stop, closing(batches), closing(engine):
-        try:
-            with progress(len(work), "classifying", stdout_free=checked.output is not None) as advance:
-                for local_rows, output in batches:
-                    for result in output.results:
-                        if not result.ok:
-                            error_line(result.error)
-                            failed += 1
-                    for each in sinks:
-                        each.write(local_rows, output)
-                    advance(len(local_rows))
-                    if stop.requested or (failed and options.fail_fast):
-                        break
-        except BaseException:
-            for each in sinks:
-                each.abort()
-            raise
-        try:
-            sink.close()
-        except BaseException:
-            if report is not None:
-                report.abort()  # the report of what was done is still worth having
-            raise
-        if report is not None:
-            report.close()
-    if checked.output is not None and not sink.complete:
-        why = "stopped at the first failed input (--fail-fast)" if failed and options.fail_fast else "stopped"
-        sys.stderr.write(f"ptm: {why}; {checked.output} holds the results so far: run the same command "
-                         "with --resume to finish it\n")
-    if stop.requested:
-        return stop.exit_code
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    previous = sink.done_before() if checked.output is not None else {}
+    provenance = [*describe(info.attrs()), ("engine", options.engine)]
+    return [sink, ClassifyReport(checked.report, [row.path for row in rows], provenance, previous)], todo

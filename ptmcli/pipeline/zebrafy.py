@@ -1,29 +1,27 @@
-"""`ptm zebrafy`: options -> inputs -> output plan -> decoded batches -> generator -> image sink.
+"""`ptm zebrafy`: options -> inputs -> (shard) -> output plan -> engine -> image sink (+ report).
 
 Every output path is planned (and a bad `-o` or a name collision refused) before a model is
-loaded. Same-size inputs share a forward pass; a batch that does not fit the device is retried
-one input at a time.
+loaded. The batches come from pipeline/translation.py, on the local engine or on Ray, and the one
+run loop (pipeline/run.py) writes them.
 """
 
 from __future__ import annotations
 
 import sys
-import time
+from contextlib import closing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ptmcli.errors import EXIT_OK, EXIT_SOME_FAILED, OutputExists, UsageProblem
+from ptmcli.errors import OutputExists, UsageProblem
 from ptmcli.models.registry import DEFAULT_GENERATOR
-from ptmcli.pipeline.batching import prefetch_batches
-from ptmcli.pipeline.classification import until_first_failure
 from ptmcli.pipeline.inputs import InputItem
-from ptmcli.results import Translation
+from ptmcli.pipeline.translation import translate_batches
 from ptmcli.sinks.images import DEFAULT_NAME
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ptmcli.models.generator import Zebrafier
+__all__ = ["ZebrafyOptions", "plan", "run_zebrafy", "translate_batches"]  # translate_batches: its old home
 
 @dataclass(frozen=True, kw_only=True)
 class ZebrafyOptions:
@@ -43,16 +41,21 @@ class ZebrafyOptions:
     offline: bool = False
     fail_fast: bool = False
     report: str | None = None
+    shard: str | None = None
+    engine: str = "local"
+    actors: int | None = None
 
 
 def plan(options: ZebrafyOptions, stdin: TextIO | None) -> list[tuple[InputItem, "Path"]]:
     """(input, output path) for every input to compute; torch-free, so mistakes surface at once."""
     from ptmcli.models.weights import offline_requested
     from ptmcli.pipeline.inputs import collect, nothing_to_do
+    from ptmcli.pipeline.shards import in_shard, parse_shard
     from ptmcli.sinks.images import plan_outputs
 
     if options.force and options.skip_existing:
         raise UsageProblem("--force and --skip-existing contradict each other", ["pick one"])
+    shard = parse_shard(options.shard) if options.shard else None
     inputs = collect(options.paths, stdin, offline=offline_requested(options.offline))
     problem = nothing_to_do(inputs, "zebrafy")
     if problem is not None:
@@ -60,6 +63,8 @@ def plan(options: ZebrafyOptions, stdin: TextIO | None) -> list[tuple[InputItem,
     targets = plan_outputs([(entry.item, entry.root) for entry in inputs], options.output, options.name)
     jobs: list[tuple[InputItem, Path]] = []
     for entry, target in zip(inputs, targets):
+        if not in_shard(entry.key, shard):
+            continue  # every output is planned (and collisions refused) over the whole list
         item = entry.item
         if not options.force and item.error is None and target.exists():
             if options.skip_existing:
@@ -71,113 +76,59 @@ def plan(options: ZebrafyOptions, stdin: TextIO | None) -> list[tuple[InputItem,
     return jobs
 
 
-def translate_batches(zebra: "Zebrafier", items: Sequence[InputItem], batch_size: int,
-                      fail_fast: bool = False) -> Iterator[list[Translation]]:
-    """Translations batch by batch, in input order; failed inputs carry their error. With
-    `fail_fast`, nothing after the first failed input is computed."""
-    batches = prefetch_batches(items, zebra.prepare, batch_size, group_key=lambda p: p.rgb.shape)
-    try:
-        for batch in batches:
-            failed = any(loaded.error is not None for loaded in batch)
-            if fail_fast and failed:
-                batch = until_first_failure(batch)
-            good = [loaded for loaded in batch if loaded.error is None]
-            outputs = zebra.translate_each([g.value for g in good], [g.item.path for g in good]) if good else []
-            by_id = {id(loaded): value for loaded, value in zip(good, outputs)}
-            results = []
-            for loaded in batch:
-                value = by_id.get(id(loaded))
-                if loaded.error is not None:
-                    results.append(Translation(loaded.item.path, error=loaded.error))
-                elif isinstance(value, str):
-                    results.append(Translation(loaded.item.path, error=value))
-                else:
-                    results.append(Translation(loaded.item.path, image=value, source=loaded.value.rgb,
-                                               alpha=loaded.value.alpha))
-            yield results
-            if fail_fast and failed:
-                return
-    finally:
-        batches.close()
-
-
-def _provenance(options: ZebrafyOptions, weights_path: "Path", device, dtype) -> list[tuple[str, str]]:
+def _provenance(options: ZebrafyOptions, weights_path: "Path", engine) -> list[tuple[str, str]]:
     from ptmcli.models import weights as weight_files
     from ptmcli.models.generator import SIDE_MULTIPLE
+
+    zebra = engine.backend  # None on Ray: the actors hold the generators
+    dtype = options.precision if zebra is None else str(zebra.dtype).replace("torch.", "")
 
     size = f"short side to {options.size} px (bilinear)" if options.size else "full resolution"
     return [("model", options.model), ("weights file", weights_path.name),
             ("weights SHA-256", weight_files.file_sha256(weights_path)),
             ("preprocessing", f"{size}; padded to a multiple of {SIDE_MULTIPLE} px by reflection, cropped back; "
                               "pixels scaled to [-1, 1]"),
-            ("precision", f"{options.precision} ({str(dtype).replace('torch.', '')})"), ("device", str(device)),
-            ("runtime", "PyTorch")]
+            ("precision", f"{options.precision} ({dtype})"), ("device", engine.device),
+            ("engine", options.engine), ("runtime", "PyTorch")]
 
 
 def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Zebrafy every input; returns the exit code (0, 1 some failed, 128+N stopped by signal N)."""
     from ptmcli import startup
-    from ptmcli.models.generator import Zebrafier
     from ptmcli.models.registry import get_generator
-    from ptmcli.pipeline.device import resolve_device_and_precision
+    from ptmcli.pipeline.engines import check_engine, open_engine
     from ptmcli.pipeline.loading import locate_weights
-    from ptmcli.pipeline.signals import StopOnSignal
+    from ptmcli.pipeline.run import Loop, run
+    from ptmcli.pipeline.translation import GeneratorRecipe, ZebrafyJob
     from ptmcli.sinks.images import ImageSink
-    from ptmcli.sinks.progress import error_line, progress
 
     report_path = None
     if options.report:
         from ptmcli.sinks.report import check_report
 
         report_path = check_report(options.report)
+    check_engine(options.engine, options.actors)
     jobs = plan(options, stdin)
     weight = get_generator(options.model).weights
-    device, dtype = resolve_device_and_precision(options.device, options.precision)
+    if options.engine == "local":
+        from ptmcli.pipeline.device import resolve_device_and_precision
+
+        resolve_device_and_precision(options.device, options.precision)  # refused before any download
     weights_path = locate_weights(weight, options.weights, options.offline)
-    zebra = Zebrafier(weights_path, device, short_side=options.size, label=f"the {weight.name} generator",
-                      dtype=dtype, compile=options.compile)
+    recipe = GeneratorRecipe(weights_path, f"the {weight.name} generator", options.device, options.precision,
+                             options.size, options.compile)
+    engine = open_engine(options.engine, ZebrafyJob(recipe, options.batch_size, options.fail_fast),
+                         options.actors)
     startup.loaded()
 
-    sink = ImageSink(stdout or sys.stdout, side_by_side=options.side_by_side, replace=options.force)
-    report = None
+    targets = [target for _, target in jobs]
+    sinks = [ImageSink(stdout or sys.stdout, targets, side_by_side=options.side_by_side, replace=options.force,
+                       fail_fast=options.fail_fast)]
     if report_path is not None:
         from ptmcli.sinks.report import ZebrafyReport
 
-        report = ZebrafyReport(report_path, len(jobs), _provenance(options, weights_path, device, dtype))
-    failed = 0
-    targets = iter([target for _, target in jobs])
-    with StopOnSignal() as stop:
-        batches = translate_batches(zebra, [item for item, _ in jobs], options.batch_size, options.fail_fast)
-        try:
-            with progress(len(jobs), "zebrafying") as advance:
-                clock = time.monotonic()
-                for batch in batches:
-                    # Time per image: the batch's share of the wall time since the previous one.
-                    now = time.monotonic()
-                    each, clock = (now - clock) / max(1, len(batch)), now
-                    for result in batch:
-                        target = next(targets)
-                        problem = sink.write(result, target) if result.ok else result.error
-                        if problem is not None:
-                            error_line(problem)
-                            failed += 1
-                        if report is not None:
-                            if problem is None:
-                                report.add(result.path, result.source, result.image, target, each)
-                            else:
-                                report.fail(result.path, problem)
-                        advance(1)
-                        if failed and options.fail_fast:
-                            break
-                    if stop.requested or (failed and options.fail_fast):
-                        break
-                batches.close()
-        except BaseException:
-            if report is not None:
-                report.abort()
-            raise
-        if report is not None:
-            report.close()
-    if stop.requested:
-        return stop.exit_code
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+        sinks.append(ZebrafyReport(report_path, len(jobs), _provenance(options, weights_path, engine), targets))
+    with closing(engine):
+        outcome = run(engine.run([(row, item) for row, (item, _) in enumerate(jobs)]), sinks,
+                      Loop("zebrafying", len(jobs), options.fail_fast, stdout_free=False))
+    return outcome.exit_code

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ptmcli.pipeline.inputs import InputItem
-    from ptmcli.results import Translation
+    from ptmcli.results import BatchOutput, Translation
 
 # Lower-cased suffix -> Pillow format name.
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -173,15 +173,37 @@ def write_image(image: "Image.Image", path: Path, fmt: str, replace: bool = Fals
 
 
 class ImageSink:
-    """Writes each translation to its planned path and names it on stdout: `input<TAB>output`."""
+    """Writes each translation to its planned path and names it on stdout: `input<TAB>output`.
 
-    def __init__(self, stream: "TextIO", side_by_side: bool = False, replace: bool = False):
+    A sink of the run loop: `targets[row]` is where row's picture goes. A picture that cannot be
+    written is a failed input (the run goes on, or with `fail_fast` stops right there).
+    """
+
+    def __init__(self, stream: "TextIO", targets: Sequence[Path], side_by_side: bool = False,
+                 replace: bool = False, fail_fast: bool = False):
         self.stream = stream
+        self.targets = targets
         self.side_by_side = side_by_side
         self.replace = replace
+        self.fail_fast = fail_fast
 
-    def write(self, result: "Translation", target: Path) -> str | None:
-        """None when written, else the one-line reason it was not (the run goes on)."""
+    def write(self, rows: Sequence[int], batch: "BatchOutput") -> "BatchOutput | None":
+        from ptmcli.results import BatchOutput, Translation
+
+        results = list(batch.results)
+        changed = False
+        for i, (row, result) in enumerate(zip(rows, results)):
+            if not result.ok:
+                continue
+            problem = self.save(result, self.targets[row])
+            if problem is not None:
+                results[i], changed = Translation(result.path, error=problem), True
+                if self.fail_fast:
+                    break
+        return BatchOutput(results) if changed else None
+
+    def save(self, result: "Translation", target: Path) -> str | None:
+        """None when written, else the one-line reason it was not."""
         fmt = output_format(target)
         picture = compose(result.image, fmt, result.source if self.side_by_side else None, result.alpha)
         try:
@@ -193,3 +215,9 @@ class ImageSink:
         self.stream.write(f"{result.path}\t{target}\n")
         self.stream.flush()
         return None
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass  # every picture written is whole (write_image): nothing to tidy

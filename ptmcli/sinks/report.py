@@ -198,16 +198,28 @@ class ClassifyReport:
 class ZebrafyReport:
     """Translations -> input and output side by side, with sizes and time per image."""
 
-    def __init__(self, path: Path, total: int, provenance: Sequence[tuple[str, str]]):
+    def __init__(self, path: Path, total: int, provenance: Sequence[tuple[str, str]], targets: Sequence[Path]):
         self.path = path
         self.total = total
+        self.targets = targets
         self.provenance = list(provenance)
         self.started = time.time()
         self._clock = time.monotonic()
+        self._last = self._clock
         self.pairs: list[Pair] = []
         self.failed: list[tuple[str, str]] = []
         self._thumbs = Thumbnails(path, 2 * total)
         self._written = False
+
+    def write(self, rows: Sequence[int], batch: BatchOutput) -> None:
+        # Time per image: the batch's share of the wall time since the previous one.
+        now = time.monotonic()
+        each, self._last = (now - self._last) / max(1, len(rows)), now
+        for row, result in zip(rows, batch.results):
+            if result.ok:
+                self.add(result.path, result.source, result.image, self.targets[row], each)
+            else:
+                self.fail(result.path, result.error)
 
     def add(self, path: str, source: "np.ndarray", output: "np.ndarray", target: Path, seconds: float) -> None:
         height, width = output.shape[:2]

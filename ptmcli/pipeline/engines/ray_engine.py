@@ -1,7 +1,7 @@
-"""`ptm classify --engine ray`: the same classifier as a Ray Data `map_batches` actor pool.
+"""`--engine ray` (classify, zebrafy): the same job as a Ray Data `map_batches` actor pool.
 
 Ray schedules everything: `ray.data.from_items` holds the inputs, an `ActorPoolStrategy` pool of
-`ClassifyActor`s (one model load per actor, one GPU each on CUDA) decodes and classifies them,
+`JobActor`s (one backend per actor, one GPU each on CUDA) decodes and computes them,
 and the driver streams results back in input order into the same writers and result files as
 the local engine. ptm adds no scheduler of its own.
 
@@ -15,15 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ptmcli.errors import PtmError, UsageProblem
-from ptmcli.pipeline.classification import classify_batches
-from ptmcli.pipeline.loading import ClassifierChoice, load_classifier
 
 if TYPE_CHECKING:
+    from ptmcli.pipeline.engines import Job
     from ptmcli.pipeline.inputs import InputItem
     from ptmcli.results import BatchOutput
 
@@ -40,70 +38,48 @@ def import_ray():
     return ray
 
 
-class ClassifyActor:
-    """One model per actor, loaded once; called with batches of input paths."""
+class JobActor:
+    """One backend per actor, opened once from the job's recipe; called with batches of inputs."""
 
-    def __init__(self, choice: ClassifierChoice, top: int, batch_size: int, pad_to: int,
-                 probabilities: bool, features: bool, fail_fast: bool):
-        if not Path(choice.weights_path).is_file():
-            raise FileNotFoundError(f"weights file {choice.weights_path} is not on this Ray worker node "
+    def __init__(self, job: "Job"):
+        if not Path(job.weights_path).is_file():
+            raise FileNotFoundError(f"weights file {job.weights_path} is not on this Ray worker node "
                                     "(it needs a shared path)")
-        self.classifier = load_classifier(choice)
-        self.options = dict(top=top, batch_size=batch_size, pad_to=pad_to, probabilities=probabilities,
-                            features=features, fail_fast=fail_fast)
+        self.job = job
+        self.backend = job.open()
 
     def __call__(self, batch: dict) -> dict:
-        import numpy as np
-
         from ptmcli.pipeline.inputs import InputItem
 
         work = [(int(row), InputItem(str(path), error=str(error) or None))
                 for row, path, error in zip(batch["row"], batch["path"], batch["input_error"])]
-        outputs = list(classify_batches(self.classifier, work, **self.options))
-        rows = [row for local_rows, _ in outputs for row in local_rows]
-        results = [r for _, output in outputs for r in output.results]
-        k = min(self.options["top"], len(self.classifier.categories))
-        top_index = np.full((len(results), k), -1, dtype=np.int32)
-        top_probability = np.full((len(results), k), np.nan, dtype=np.float32)
-        for i, result in enumerate(results):
-            for j, p in enumerate(result.predictions):
-                top_index[i, j], top_probability[i, j] = p.index, p.probability
-        columns = {
-            "row": np.asarray(rows, dtype=np.int64),
-            "error": np.array([r.error or "" for r in results], dtype=object),
-            "top_index": top_index,
-            "top_probability": top_probability,
-        }
-        if self.options["probabilities"]:
-            columns["probabilities"] = np.concatenate([o.probabilities for _, o in outputs])
-        if self.options["features"]:
-            columns["features"] = np.concatenate([o.features for _, o in outputs])
-        return columns
+        return self.job.to_columns(self.backend, list(self.job.batches(self.backend, work)))
 
 
 class RayEngine:
-    """Classify on Ray; yields (rows, BatchOutput) in input order.
+    """Run a job on Ray; yields (rows, BatchOutput) in input order.
 
     Ray is started (or joined) here, before the first batch, so its signal handlers are in place
     before the caller installs its own.
     """
 
-    def __init__(self, choice: ClassifierChoice, actors: int | None = None):
-        from ptmcli.models.registry import get_classifier
+    backend = None  # the backends live in the actors
 
+    def __init__(self, job: "Job", actors: int | None = None):
         self.ray = import_ray()
         self._quiet = _RayChatterToLog() if os.environ.get("PTM_DEBUG", "") in ("", "0") else None
-        self.choice = choice
         self.actors = actors
-        self.spec = get_classifier(choice.model)
-        self.categories = self.spec.categories()
         if not self.ray.is_initialized():
             self.ray.init(logging_level=logging.WARNING if self._quiet is None else logging.ERROR,
                           include_dashboard=False, log_to_driver=self._quiet is None)
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         resources = self.ray.cluster_resources()
         self.gpus, self.cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        device = choice.device.strip().lower()
+        self.device = self._device(job.device)
+        self.job = job.on_device(self.device)
+
+    def _device(self, asked: str) -> str:
+        device = asked.strip().lower()
         if device == "auto":
             device = "cuda" if self.gpus else "cpu"
         if device.startswith("cuda"):
@@ -111,20 +87,14 @@ class RayEngine:
                 raise UsageProblem(f"--device {device}: the Ray cluster has no GPUs",
                                    ["use --device cpu, or add GPU nodes to the cluster"])
             device = "cuda"  # Ray gives each actor its own GPU as cuda:0 (CUDA_VISIBLE_DEVICES)
-        self.device = device
+        return device
 
     def close(self) -> None:
         if self._quiet is not None:
             self._quiet.restore()
             self._quiet = None
 
-    def feature_dim(self) -> int:
-        from ptmcli.models.heads import feature_dim
-
-        return feature_dim(self.spec)
-
-    def run(self, work: Sequence[tuple[int, "InputItem"]], *, top: int, batch_size: int, pad_to: int,
-            probabilities: bool, features: bool, fail_fast: bool) -> Iterator[tuple[list[int], "BatchOutput"]]:
+    def run(self, work: Sequence[tuple[int, "InputItem"]]) -> Iterator[tuple[list[int], "BatchOutput"]]:
         if not work:
             return (nothing for nothing in ())
         ray = self.ray
@@ -136,18 +106,16 @@ class RayEngine:
         dataset = ray.data.from_items(
             [{"row": row, "path": item.path, "input_error": item.error or ""} for row, item in work]
         )
-        classified = dataset.map_batches(
-            ClassifyActor,
-            fn_constructor_kwargs=dict(choice=replace(self.choice, device=self.device), top=top, batch_size=batch_size,
-                                       pad_to=pad_to, probabilities=probabilities, features=features,
-                                       fail_fast=fail_fast),
-            batch_size=batch_size,
+        computed = dataset.map_batches(
+            JobActor,
+            fn_constructor_kwargs=dict(job=self.job),
+            batch_size=self.job.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=size),
             num_gpus=1 if on_gpu else 0,
             num_cpus=1,
         )
-        return _stream(ray, classified, {row: item.path for row, item in work}, self.categories)
+        return _stream(ray, computed, self.job, {row: item.path for row, item in work})
 
 
 class _RayChatterToLog:
@@ -181,29 +149,10 @@ class _RayChatterToLog:
             os.unlink(self.log.name)
 
 
-def _stream(ray, classified, paths: dict, categories: Sequence[str]) -> Iterator[tuple[list[int], "BatchOutput"]]:
-    from ptmcli.results import BatchOutput, Classification, Prediction
-
+def _stream(ray, computed, job: "Job", paths: dict) -> Iterator[tuple[list[int], "BatchOutput"]]:
     try:
-        for batch in classified.iter_batches(batch_size=None, batch_format="numpy"):
-            rows = [int(r) for r in batch["row"]]
-            results = []
-            for i, row in enumerate(rows):
-                error = str(batch["error"][i])
-                if error:
-                    results.append(Classification(paths[row], error=error))
-                    continue
-                predictions = tuple(
-                    Prediction(rank=j + 1, index=int(index), label=categories[int(index)],
-                               probability=float(batch["top_probability"][i][j]))
-                    for j, index in enumerate(batch["top_index"][i]) if index >= 0
-                )
-                results.append(Classification(paths[row], predictions))
-            yield rows, BatchOutput(
-                results=results,
-                probabilities=batch.get("probabilities"),
-                features=batch.get("features"),
-            )
+        for batch in computed.iter_batches(batch_size=None, batch_format="numpy"):
+            yield job.from_columns(batch, paths)
     except ray.exceptions.RayError as exc:
         first = str(exc).strip().splitlines()
         raise PtmError(

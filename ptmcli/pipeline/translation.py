@@ -1,0 +1,149 @@
+"""Inputs -> decoded batches -> a generator -> translations: what every engine runs for zebrafy.
+
+Same-size inputs share a forward pass; a batch that does not fit the device is retried one input
+at a time (models/generator.py). The local engine runs this over the whole work list; each Ray
+actor over the inputs Ray hands it; either way the same padding and the same `--fail-fast` cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+from ptmcli.pipeline.batching import load_failed, prefetch_batches
+from ptmcli.pipeline.inputs import InputItem
+from ptmcli.pipeline.run import first_failure_cut
+from ptmcli.results import BatchOutput, Translation
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ptmcli.models.generator import Zebrafier
+
+
+def translate_batches(zebra: "Zebrafier", items: Sequence[InputItem], batch_size: int,
+                      fail_fast: bool = False) -> Iterator[list[Translation]]:
+    """Translations batch by batch, in input order; failed inputs carry their error. With
+    `fail_fast`, nothing after the first failed input is computed."""
+    batches = prefetch_batches(items, zebra.prepare, batch_size, group_key=lambda p: p.rgb.shape)
+    try:
+        for batch in batches:
+            batch, failed = first_failure_cut(batch, load_failed) if fail_fast else (batch, False)
+            good = [loaded for loaded in batch if loaded.error is None]
+            outputs = zebra.translate_each([g.value for g in good], [g.item.path for g in good]) if good else []
+            by_id = {id(loaded): value for loaded, value in zip(good, outputs)}
+            results = []
+            for loaded in batch:
+                value = by_id.get(id(loaded))
+                if loaded.error is not None:
+                    results.append(Translation(loaded.item.path, error=loaded.error))
+                elif isinstance(value, str):
+                    results.append(Translation(loaded.item.path, error=value))
+                else:
+                    results.append(Translation(loaded.item.path, image=value, source=loaded.value.rgb,
+                                               alpha=loaded.value.alpha))
+            yield results
+            if failed:
+                return
+    finally:
+        batches.close()
+
+
+@dataclass(frozen=True)
+class GeneratorRecipe:
+    """Everything that decides which pictures a generator computes; plain values, so a Ray actor
+    can be given it and open the same generator."""
+
+    weights_path: Path
+    label: str
+    device: str = "auto"
+    precision: str = "fp32"
+    size: int = 256
+    compile: bool = False
+
+
+def open_generator(recipe: GeneratorRecipe) -> "Zebrafier":
+    """The one call into the model layer for zebrafy."""
+    from ptmcli.models.generator import Zebrafier
+    from ptmcli.pipeline.device import resolve_device_and_precision
+
+    device, dtype = resolve_device_and_precision(recipe.device, recipe.precision)
+    return Zebrafier(recipe.weights_path, device, short_side=recipe.size, label=recipe.label, dtype=dtype,
+                     compile=recipe.compile)
+
+
+@dataclass(frozen=True)
+class ZebrafyJob:
+    """Translation as an engine runs it (see pipeline/engines)."""
+
+    recipe: GeneratorRecipe
+    batch_size: int
+    fail_fast: bool = False
+
+    @property
+    def device(self) -> str:
+        return self.recipe.device
+
+    @property
+    def weights_path(self) -> str:
+        return str(self.recipe.weights_path)
+
+    def on_device(self, device: str) -> "ZebrafyJob":
+        return replace(self, recipe=replace(self.recipe, device=device))
+
+    def open(self) -> "Zebrafier":
+        return open_generator(self.recipe)
+
+    def batches(self, backend: "Zebrafier",
+                work: Sequence[tuple[int, InputItem]]) -> Iterator[tuple[list[int], BatchOutput]]:
+        rows = [row for row, _ in work]
+        cursor = 0
+        batches = translate_batches(backend, [item for _, item in work], self.batch_size, self.fail_fast)
+        try:
+            for results in batches:
+                yield rows[cursor:cursor + len(results)], BatchOutput(results)
+                cursor += len(results)
+        finally:
+            batches.close()
+
+    def to_columns(self, backend: "Zebrafier", outputs: list[tuple[list[int], BatchOutput]]) -> dict:
+        """Pictures as raw bytes and their sizes: Ray Data's columns hold arrays of one shape."""
+        import numpy as np
+
+        results = [r for _, output in outputs for r in output.results]
+
+        def raw(array) -> bytes:
+            return b"" if array is None else np.ascontiguousarray(array).tobytes()
+
+        return {
+            "row": np.asarray([row for rows, _ in outputs for row in rows], dtype=np.int64),
+            "error": np.array([r.error or "" for r in results], dtype=object),
+            "size": np.array([r.image.shape[:2] if r.ok else (0, 0) for r in results], dtype=np.int64).reshape(-1, 2),
+            "image": np.array([raw(r.image) for r in results], dtype=object),
+            "source": np.array([raw(r.source) for r in results], dtype=object),
+            "alpha": np.array([raw(r.alpha) for r in results], dtype=object),
+        }
+
+    def from_columns(self, batch: dict, paths: dict[int, str]) -> tuple[list[int], BatchOutput]:
+        rows = [int(r) for r in batch["row"]]
+        results = []
+        for i, row in enumerate(rows):
+            error = str(batch["error"][i])
+            if error:
+                results.append(Translation(paths[row], error=error))
+                continue
+            height, width = (int(n) for n in batch["size"][i])
+            image, source, alpha = (_picture(batch[column][i], height, width, channels)
+                                    for column, channels in (("image", 3), ("source", 3), ("alpha", 1)))
+            results.append(Translation(paths[row], image=image, source=source, alpha=alpha))
+        return rows, BatchOutput(results)
+
+
+def _picture(data: bytes, height: int, width: int, channels: int) -> "np.ndarray | None":
+    import numpy as np
+
+    if not len(data):
+        return None
+    shape = (height, width, channels) if channels > 1 else (height, width)
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()
