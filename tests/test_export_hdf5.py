@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from tensor_helpers import assert_same, ptm_here, write_tensor
 from test_inspect_tensor import RunsCode, hostile_files, tensors_
 
+from ptmcli.pipeline.export_hdf5 import ExportOptions, export_hdf5
 from ptmcli.sinks.formats import json_safe
-from ptmcli.tensorio.export_hdf5 import ExportOptions, export_hdf5
 from ptmcli.tensorio.readers import open_tensor_file
 from ptmcli.tensorio.summary import inspect_file
 
@@ -399,3 +399,71 @@ def test_sigterm_while_writing_leaves_no_temp_file_and_no_output(tmp_path, isola
     assert proc.returncode == 143, stderr
     assert stderr == "ptm: stopped by SIGTERM; the output was not written\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.pt"]
+
+
+# --- damaged sources on the run loop -------------------------------------------------------------
+
+def _damaged_hdf5(path: Path) -> Path:
+    """A valid HDF5 file whose root object header is overwritten: the signature is still there."""
+    with h5py.File(path, "w") as f:
+        f["x"] = np.arange(100.0)
+    data = bytearray(path.read_bytes())
+    data[96:400] = b"\xff" * (400 - 96)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _truncated_pt(path: Path) -> Path:
+    torch.save({"a": torch.arange(1000.0)}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("damage", [_damaged_hdf5, _truncated_pt], ids=["hdf5-header", "truncated-zip"])
+def test_a_damaged_source_is_one_line_and_the_good_ones_are_written(run_ptm, tmp_path, damage):
+    damaged = damage(tmp_path / ("damaged.h5" if damage is _damaged_hdf5 else "damaged.pt"))
+    np.save(tmp_path / "good.npy", np.arange(6, dtype=np.float32))
+    done = run_ptm("export-hdf5", damaged, tmp_path / "good.npy", "-o", tmp_path / "out.h5", "-f", "json")
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ptm: {damaged}: "), done.stderr
+    assert "Traceback" not in done.stderr
+    with h5py.File(tmp_path / "out.h5") as f:
+        assert list(f) == ["good"]
+        np.testing.assert_array_equal(f["good"][()], np.arange(6, dtype=np.float32))
+    assert json.loads(done.stdout)["failed"] == 1
+
+
+def test_a_source_that_breaks_while_copied_is_rolled_back_and_the_rest_written(tmp_path):
+    torch.save({"w": torch.ones(3), "b": torch.zeros(2)}, tmp_path / "breaks.pt")
+    torch.save(torch.ones(2), tmp_path / "good.pt")
+    real = __import__("ptmcli.tensorio.hdf5_writer", fromlist=["HDF5Writer"]).HDF5Writer._write_item
+
+    def flaky(self, target, item, path, fmt):
+        if path.endswith("breaks.pt") and target.endswith("b"):
+            raise OSError("read error in the middle of the file")
+        return real(self, target, item, path, fmt)
+
+    with mock.patch("ptmcli.tensorio.hdf5_writer.HDF5Writer._write_item", flaky):
+        result, errors = export([tmp_path / "breaks.pt", tmp_path / "good.pt"], tmp_path / "o.h5")
+    assert errors == [f"{tmp_path / 'breaks.pt'}: cannot export (OSError: read error in the middle of the file)"]
+    assert result.failed == 1 and result.written
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert list(f) == ["good"]  # what breaks.pt had added is gone again
+
+
+def test_a_reader_that_fails_unexpectedly_costs_only_its_source(tmp_path):
+    torch.save(torch.ones(3), tmp_path / "odd.pt")
+    torch.save(torch.ones(2), tmp_path / "good.pt")
+    real = __import__("ptmcli.tensorio.hdf5_writer", fromlist=["open_tensor_file"]).open_tensor_file
+
+    def opener(path):
+        if path.endswith("odd.pt"):
+            raise ValueError("a reader bug")
+        return real(path)
+
+    with mock.patch("ptmcli.tensorio.hdf5_writer.open_tensor_file", opener):
+        result, errors = export([tmp_path / "odd.pt", tmp_path / "good.pt"], tmp_path / "o.h5")
+    assert errors == [f"{tmp_path / 'odd.pt'}: cannot read it (ValueError: a reader bug)"]
+    assert result.failed == 1 and [d.name for d in result.datasets] == ["good"]

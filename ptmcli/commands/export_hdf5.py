@@ -49,9 +49,9 @@ def export_hdf5(
 
       ptm export-hdf5 photos/ -o batch.h5 --model efficientnet_lite0
     """
-    from ptmcli.sinks.progress import error_line, progress
+    from ptmcli.pipeline.export_hdf5 import export_hdf5 as run_export
+    from ptmcli.sinks.progress import error_line
     from ptmcli.tensorio.export_hdf5 import ExportOptions, parse_chunks
-    from ptmcli.tensorio.export_hdf5 import export_hdf5 as run_export
     from ptmcli.tensorio.render import render_export
 
     if not sources:
@@ -60,8 +60,7 @@ def export_hdf5(
         dataset=dataset, compression=compression.value, level=level, chunks=parse_chunks(chunks),
         force=force or overwrite, append=append, model=model, fail_fast=fail_fast,
     )
-    with progress(None, "exporting", stdout_free=True) as advance:
-        result = run_export(sources, output, options, on_error=error_line, on_progress=advance, stdin=sys.stdin)
+    result = run_export(sources, output, options, on_error=error_line, stdin=sys.stdin)
     render_export(result, fmt, sys.stdout)
     if result.skipped:
         error_line(f"note: skipped {len(result.skipped)} entries with no HDF5 form: "

@@ -1,4 +1,4 @@
-"""Result images on disk: output names, format from the extension, atomic writes that never clobber.
+"""Result images on disk: output names, format from the extension, writes that never clobber.
 
 Torch-free: the command plans every output before a model is loaded, so a bad `-o` or a name
 collision is reported in a second, not after the first forward pass.
@@ -7,12 +7,12 @@ collision is reported in a second, not after the first forward pass.
 from __future__ import annotations
 
 import os
-import secrets
 import string
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ptmcli.atomic import writing
 from ptmcli.downloads import is_url
 from ptmcli.errors import OutputExists, UsageProblem
 
@@ -142,34 +142,14 @@ def compose(
 
 
 def write_image(image: "Image.Image", path: Path, fmt: str, replace: bool = False) -> None:
-    """Save atomically: a temp file in the same folder, flushed to disk, then renamed into place.
-
-    Without `replace`, the rename is a hard link, which fails if `path` exists: an existing file
-    is never replaced, even one that appeared while this image was computed.
-    """
+    """Save atomically (ptmcli/atomic.py). Without `replace`, an existing file is never replaced,
+    even one that appeared while this image was computed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its files are private (0600); an output image gets the usual umask permissions.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with writing(path, clobber=replace) as handle:
             image.save(handle, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
-            handle.flush()
-            os.fsync(handle.fileno())
-        if replace:
-            os.replace(tmp, path)
-            return
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise OutputExists(f"{path} exists", ["pass --force to replace it"]) from None
-        except OSError:
-            # A filesystem without hard links: check, then rename (a narrow race, not a clobber).
-            if os.path.lexists(path):
-                raise OutputExists(f"{path} exists", ["pass --force to replace it"]) from None
-            os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    except FileExistsError:
+        raise OutputExists(f"{path} exists", ["pass --force to replace it"]) from None
 
 
 class ImageSink:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 from urllib.parse import quote
 
-from ptmcli.atomic import replacing, temp_beside
+from ptmcli.atomic import replacing, temp_beside, writing
 from ptmcli.errors import InputError, OutputUnwritable, UsageProblem
 from ptmcli.results import BatchOutput, Classification
 from ptmcli.sinks.report_page import Card, Pair, classify_page, zebrafy_page
@@ -128,11 +128,8 @@ def common_provenance(started: float, wall: float | None, ok: int, failed: int, 
 
 def write_page(path: Path, page: str) -> None:
     try:
-        with replacing(path) as tmp:
-            with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as out:
-                out.write(page)
-                out.flush()
-                os.fsync(out.fileno())
+        with writing(path, "w", encoding="utf-8", errors="surrogateescape") as out:
+            out.write(page)
     except OSError as exc:
         raise OutputUnwritable(f"could not write the report {path} ({exc.strerror or exc})") from None
 

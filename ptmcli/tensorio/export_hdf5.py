@@ -1,9 +1,9 @@
-"""`ptm export-hdf5`: tensors and images into HDF5, the way chapter 3 shares data with other tools.
+"""export-hdf5's pieces: its options checked, the destination checked, and the HDF5 file as a sink.
 
 Sources are written in the order given, and each bad one is reported in that order too. Tensor
 files become datasets (hdf5_writer.py): dotted state-dict names become nested groups
 (`layer1.0.conv1.weight` -> `/layer1/0/conv1/weight`). Images (named files that are no tensor
-format, and folders) become one [N, 3, H, W] batch, decoded in a background thread meanwhile.
+format, and folders) become one [N, 3, H, W] batch.
 
 What HDF5 lacks travels in attributes:
 - `torch_dtype`: the PyTorch dtype name. HDF5 has no bfloat16 (nor float8 or complex32), so those
@@ -11,42 +11,41 @@ What HDF5 lacks travels in attributes:
 - `source`, `source_key`, `source_format`: where the data came from.
 - dimension names, as HDF5 dimension labels (`dset.dims[i].label`), which h5py and h5dump show.
 
-Files are written under a temporary name in the output's folder and renamed when complete, so a
-failed or interrupted export leaves no broken file and an existing file stays as it was.
-`--append` copies the existing file first (costs one extra copy; the original is never modified
-in place), then renames the copy over it.
+The file is written under a temporary name in the output's folder (ptmcli/atomic.py) and renamed
+when complete, so a failed or interrupted export leaves no broken file and an existing file stays
+as it was. `--append` copies the existing file first (costs one extra copy; the original is never
+modified in place), then renames the copy over it. The run itself (inputs, decoding, the loop)
+is pipeline/export_hdf5.py.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from ptmcli.atomic import temp_beside
+from ptmcli.atomic import Pending
 from ptmcli.errors import InputError, OutputExists, UsageProblem
-from ptmcli.models.registry import DEFAULT_CLASSIFIER
-from ptmcli.pipeline.inputs import InputItem, collect, nothing_to_do
-from ptmcli.pipeline.signals import StopOnSignal
-from ptmcli.tensorio.hdf5_writer import HDF5Writer, ImageBatch, WrittenDataset, hdf5_path, segments, stem
-from ptmcli.tensorio.sniff import sniff_format
+from ptmcli.results import BatchOutput
+from ptmcli.tensorio.hdf5_writer import (
+    COMPRESSIONS,
+    ExportOptions,
+    HDF5Writer,
+    ImageBatch,
+    WrittenDataset,
+    hdf5_path,
+    segments,
+    stem,
+)
 
-COMPRESSIONS = ("none", "gzip", "lzf")
+if TYPE_CHECKING:
+    import numpy as np
 
+    from ptmcli.models.registry import Preprocess
 
-@dataclass(frozen=True)
-class ExportOptions:
-    dataset: str | None = None
-    compression: str = "none"
-    level: int | None = None
-    chunks: str | tuple[int, ...] = "auto"  # "auto", "none" or a chunk shape
-    force: bool = False  # replace OUT; with append: replace datasets of the same name
-    append: bool = False
-    model: str = DEFAULT_CLASSIFIER
-    fail_fast: bool = False
-    batch_size: int = 16
+__all__ = ["ExportFile", "ExportOptions", "ExportResult", "SourceUnit", "check_destination", "check_options",
+           "parse_chunks"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,21 @@ class ExportResult:
     failed: int = 0
     skipped: tuple[str, ...] = ()  # non-tensor entries that have no HDF5 form
     written: bool = False  # whether OUT was created or replaced
+
+
+@dataclass(frozen=True)
+class SourceUnit:
+    """One source as the run loop hands it to the file: a tensor file to copy, one image's
+    normalised crop ([3, crop, crop] float32), or why it failed."""
+
+    path: str
+    is_image: bool = False
+    pixels: "np.ndarray | None" = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 def parse_chunks(text: str) -> str | tuple[int, ...]:
@@ -85,77 +99,10 @@ def check_options(options: ExportOptions) -> None:
         segments(options.dataset, "/", "--dataset")
 
 
-# --- sources ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Source:
-    path: str
-    image: bool  # decoded as an image; otherwise a tensor file
-    error: str | None = None  # already known to fail (missing, refused on sight)
-    named: bool = False  # a file named as such: if it is no image either, the error says both
-
-
-def _collect_sources(args: Iterable[str], stdin: TextIO | None) -> list[_Source]:
-    inputs = collect(args, stdin)
-    problem = nothing_to_do(inputs, "export") if inputs else None
-    if problem is not None:
-        raise problem
-    sources: list[_Source] = []
-    for entry in inputs:
-        item = entry.item
-        if item.error:
-            sources.append(_Source(item.path, image=False, error=f"{item.path}: {item.error}"))
-        elif entry.root is not None:
-            sources.append(_Source(item.path, image=True))  # folders hold images, as for `ptm classify`
-        else:
-            try:
-                fmt = sniff_format(item.path)
-            except InputError as exc:
-                sources.append(_Source(item.path, image=False, error=exc.message))
-                continue
-            sources.append(_Source(item.path, image=fmt is None, named=fmt is None))
-    return sources
-
-
-def _decoded_images(images: Sequence[_Source], spec, batch_size: int) -> Iterator:
-    """Each image source's crop (a batching.Loaded), in order, decoded ahead in a background thread."""
-    from ptmcli.pipeline.batching import prefetch_batches
-    from ptmcli.pipeline.preprocess import load_for_model
-
-    named = {s.path for s in images if s.named}
-
-    def load(path: str):
-        try:
-            return load_for_model(path, spec)
-        except InputError as exc:
-            if path in named and "not an image" in exc.message:
-                raise InputError(f"{path}: neither a tensor file (PyTorch, NumPy, safetensors, HDF5) "
-                                 "nor an image Pillow can read") from None
-            raise
-
-    batches = prefetch_batches([InputItem(s.path) for s in images], load, batch_size)
-    try:
-        for batch in batches:
-            yield from batch
-    finally:
-        batches.close()  # stops the decode thread when the export stops early
-
-
-# --- the export ---------------------------------------------------------------------------------
-
-def export_hdf5(
-    args: Sequence[str],
-    output: str,
-    options: ExportOptions,
-    on_error: Callable[[str], None],
-    on_progress: Callable[[int], None] | None = None,
-    stdin: TextIO | None = None,
-) -> ExportResult:
-    """Write every source into OUTPUT; one on_error call per bad input, in input order, the
-    others still written."""
+def check_destination(output: str, options: ExportOptions) -> Path:
+    """Refuse (exit 2) an OUT that cannot be written as asked, before any source is read."""
     import h5py
 
-    check_options(options)
     out = Path(output)
     exists = out.exists()
     if exists and out.is_dir():
@@ -167,116 +114,131 @@ def export_hdf5(
         raise UsageProblem(f"--append: {output} is not an HDF5 file")
     if not out.parent.exists() and str(out.parent) not in ("", "."):
         raise UsageProblem(f"-o {output}: folder {out.parent} does not exist")
+    return out
 
-    sources = _collect_sources(args, stdin)
-    known_bad = [s for s in sources if s.error]
-    if len(known_bad) == len(sources) or options.fail_fast and known_bad:
-        # Nothing to write, or --fail-fast with a failure already certain: report, touch nothing.
-        reported = known_bad[:1] if options.fail_fast else known_bad
-        for source in reported:
-            on_error(source.error)
-        return ExportResult(str(out), failed=len(reported))
-    spec = None
-    if any(s.image for s in sources):
-        from ptmcli.models.registry import get_classifier
 
-        spec = get_classifier(options.model).preprocess  # an unknown --model stops before writing
+class ExportFile:
+    """The run loop's sink for export-hdf5: every source into one HDF5 file, committed at close.
 
-    # SIGTERM or Ctrl-C: the block being copied is finished, then Stopped removes the temporary
-    # file on its way out and OUT stays as it was (created, replaced or appended to: not at all).
-    with StopOnSignal() as stop:
-        tmp = str(temp_beside(out, mode_of=out if exists else None))
-        try:
-            appending = exists and options.append
+    The temporary file is made at the first source that has something to write, so a run where
+    every source fails touches nothing. `units` is how many datasets-or-groups were asked for (all
+    images count as one): names depend on what was asked for, not on which inputs turn out broken.
+    """
+
+    def __init__(self, out: Path, options: ExportOptions, spec: "Preprocess | None", units: int,
+                 check_stop: Callable[[], None]):
+        self.out = out
+        self.options = options
+        self.spec = spec
+        self.units = units
+        self.check_stop = check_stop
+        self.written: list[WrittenDataset] = []
+        self.skipped: list[str] = []
+        self.failed = 0
+        self.committed = False
+        self._pending: Pending | None = None
+        self._h5 = None
+        self._writer: HDF5Writer | None = None
+        self._images: ImageBatch | None = None
+        self._images_refused: str | None = None
+        self._crops: list[SourceUnit] = []  # decoded, not yet in the file
+
+    def write(self, rows: Sequence[int], batch: BatchOutput) -> BatchOutput | None:
+        results = list(batch.results)
+        changed = False
+        for i, unit in enumerate(results):
+            error = unit.error
+            if error is None:
+                self.check_stop()
+                error = self._add_image(unit) if unit.is_image else self._add_tensor_file(unit.path)
+                if error is not None:
+                    results[i], changed = SourceUnit(unit.path, unit.is_image, error=error), True
+            self.failed += error is not None
+        return BatchOutput(results) if changed else None
+
+    def _open(self) -> HDF5Writer:
+        if self._writer is None:
+            import h5py
+
+            appending = self.out.exists() and self.options.append
+            self._pending = Pending(self.out, mode_of=self.out if self.out.exists() else None)
             if appending:
-                shutil.copyfile(out, tmp)
-            with h5py.File(tmp, "a" if appending else "w") as h5:
-                written, skipped, failed = _write_sources(HDF5Writer(h5, options, stop), sources, spec, options,
-                                                          on_error, on_progress)
-            stop.check()  # a signal after the last block still means "do not write OUT"
-            if not written or (failed and options.fail_fast):
-                os.unlink(tmp)
-                return ExportResult(str(out), failed=failed, skipped=tuple(skipped))
-            os.replace(tmp, out)
-        except BaseException:
+                shutil.copyfile(self.out, self._pending.path)
+            self._h5 = h5py.File(self._pending.path, "a" if appending else "w")
+            self._writer = HDF5Writer(self._h5, self.options, self.check_stop)
+        return self._writer
+
+    def _add_tensor_file(self, path: str) -> str | None:
+        writer = self._open()
+        try:
+            done, skip = writer.write_tensor_file(path, self._tensor_base(path))
+        except InputError as exc:
+            return exc.message
+        except MemoryError:
+            return f"{path}: not enough memory to read it"
+        except Exception as exc:  # noqa: BLE001 - a damaged source is one failed input, not the end
+            return f"{path}: cannot read it ({type(exc).__name__}: {exc})"
+        self.written.extend(done)
+        self.skipped.extend(skip)
+        return None
+
+    def _add_image(self, unit: SourceUnit) -> str | None:
+        if self._images_refused is not None:
+            return f"{unit.path}: not exported: {self._images_refused}"
+        if self._images is None:
             try:
-                os.unlink(tmp)
-            except FileNotFoundError:
+                self._images = ImageBatch(self._open(), self._image_name(), self.options.model, self.spec)
+            except InputError as exc:
+                self._images_refused = exc.message
+                return exc.message
+        self._crops.append(unit)
+        if len(self._crops) >= self.options.batch_size:
+            self._flush_images()
+        return None
+
+    def _flush_images(self) -> None:
+        import numpy as np
+
+        if self._crops:
+            self._images.append(np.stack([u.pixels for u in self._crops]), [u.path for u in self._crops])
+            self._crops = []
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        if self._images is not None:
+            self._flush_images()
+            self.written.extend(self._images.finish())
+        self._h5.close()
+        self.check_stop()  # a signal after the last block still means "do not write OUT"
+        if not self.written or (self.failed and self.options.fail_fast):
+            self._pending.discard()
+            return
+        self._pending.commit()
+        self.committed = True
+
+    def abort(self) -> None:
+        if self._h5 is not None:
+            try:
+                self._h5.close()
+            except Exception:  # noqa: BLE001 - the file is removed next anyway
                 pass
-            raise
-    return ExportResult(str(out), tuple(written), failed, tuple(skipped), written=True)
+        if self._pending is not None:
+            self._pending.discard()
 
+    def result(self) -> ExportResult:
+        return ExportResult(str(self.out), tuple(self.written) if self.committed else (), self.failed,
+                            tuple(self.skipped), written=self.committed)
 
-def _write_sources(writer: HDF5Writer, sources: Sequence[_Source], spec, options: ExportOptions,
-                   on_error: Callable[[str], None], on_progress: Callable[[int], None] | None,
-                   ) -> tuple[list[WrittenDataset], list[str], int]:
-    """Every source in input order: (datasets written, entries skipped, inputs failed)."""
-    images = [s for s in sources if s.image]
-    # Names depend on what was asked for, not on which inputs turn out to be broken.
-    units = len(sources) - len(images) + (1 if images else 0)
-    written: list[WrittenDataset] = []
-    skipped: list[str] = []
-    failed = 0
-    batch: ImageBatch | None = None
-    images_refused = False
-    pending: list = []  # decoded crops not yet in the file
-    decoded = _decoded_images(images, spec, options.batch_size) if images else None
-    try:
-        for source in sources:
-            writer.check_stop()
-            error = source.error
-            if not source.image and error is None:
-                try:
-                    done, skip = writer.write_tensor_file(source.path, _tensor_base(source.path, options, units))
-                    written.extend(done)
-                    skipped.extend(skip)
-                except InputError as exc:
-                    error = exc.message
-            elif source.image:
-                loaded = next(decoded)
-                if images_refused:
-                    continue  # counted, and said once, when the image datasets were refused
-                if batch is None:
-                    try:
-                        batch = ImageBatch(writer, _image_name(options, units), options.model, spec)
-                    except InputError as exc:
-                        images_refused = True
-                        on_error(exc.message)
-                        failed += len(images)
-                        if options.fail_fast:
-                            break
-                        continue
-                if loaded.error is not None:
-                    error = loaded.error
-                else:
-                    pending.append(loaded)
-                    if len(pending) >= options.batch_size:
-                        batch.append([p.value for p in pending], [p.item.path for p in pending])
-                        pending = []
-            if on_progress:
-                on_progress(1)
-            if error is not None:
-                on_error(error)
-                failed += 1
-                if options.fail_fast:
-                    break
-        if batch is not None:
-            batch.append([p.value for p in pending], [p.item.path for p in pending])
-            written.extend(batch.finish())
-    finally:
-        if decoded is not None:
-            decoded.close()
-    return written, skipped, failed
+    def _tensor_base(self, path: str) -> str | None:
+        """Where one tensor file goes: None means "the root for a container, the stem for a tensor"."""
+        dataset = self.options.dataset
+        if self.units == 1:
+            return dataset.strip("/") if dataset else None
+        return hdf5_path(dataset.strip("/") if dataset else "", stem(path))
 
-
-def _tensor_base(path: str, options: ExportOptions, units: int) -> str | None:
-    """Where one tensor file goes: None means "the root for a container, the stem for a tensor"."""
-    if units == 1:
-        return options.dataset.strip("/") if options.dataset else None
-    return hdf5_path(options.dataset.strip("/") if options.dataset else "", stem(path))
-
-
-def _image_name(options: ExportOptions, units: int) -> str:
-    if units == 1 and options.dataset:
-        return options.dataset.strip("/")
-    return hdf5_path(options.dataset.strip("/") if options.dataset and units > 1 else "", "images")
+    def _image_name(self) -> str:
+        dataset = self.options.dataset.strip("/") if self.options.dataset else ""
+        if self.units == 1 and dataset:
+            return dataset
+        return hdf5_path(dataset if self.units > 1 else "", "images")

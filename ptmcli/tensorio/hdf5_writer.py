@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ptmcli.errors import InputError
+from ptmcli.models.registry import DEFAULT_CLASSIFIER
 from ptmcli.tensorio.dtypes import CARRIER_DTYPES, h5_dtype_name
 from ptmcli.tensorio.items import Item, LinkItem, ValueItem
 from ptmcli.tensorio.readers import open_tensor_file
@@ -25,13 +26,25 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ptmcli.models.registry import Preprocess
-    from ptmcli.pipeline.signals import StopOnSignal
-    from ptmcli.tensorio.export_hdf5 import ExportOptions
 
+COMPRESSIONS = ("none", "gzip", "lzf")
 IMAGE_DIM_NAMES = ("N", "C", "H", "W")
 # Attributes ptm writes itself; an HDF5 source's own attributes are copied besides these.
 _OWN_ATTRS = {"torch_dtype", "source", "source_key", "source_format"}
 _PATHS_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    dataset: str | None = None
+    compression: str = "none"
+    level: int | None = None
+    chunks: str | tuple[int, ...] = "auto"  # "auto", "none" or a chunk shape
+    force: bool = False  # replace OUT; with append: replace datasets of the same name
+    append: bool = False
+    model: str = DEFAULT_CLASSIFIER  # preprocess images as this classifier does
+    fail_fast: bool = False
+    batch_size: int = 16
 
 
 @dataclass(frozen=True)
@@ -75,15 +88,15 @@ def stem(path: str) -> str:
 # --- the writer ---------------------------------------------------------------------------------
 
 class HDF5Writer:
-    def __init__(self, h5, options: "ExportOptions", stop: "StopOnSignal | None" = None):
+    def __init__(self, h5, options: ExportOptions, check_stop: "Callable[[], None] | None" = None):
         self.h5 = h5
         self.options = options
-        self.stop = stop
+        self._check_stop = check_stop
 
     def check_stop(self) -> None:
         """Raise Stopped if a signal asked to stop (between blocks: a large tensor is many)."""
-        if self.stop is not None:
-            self.stop.check()
+        if self._check_stop is not None:
+            self._check_stop()
 
     # -- shared checks ----------------------------------------------------------------------
     def check_free(self, targets: Sequence[str], source: str) -> list[str]:
@@ -275,8 +288,8 @@ class HDF5Writer:
 class ImageBatch:
     """Images as one [N, 3, H, W] float32 dataset and a dataset of their paths, grown as they come.
 
-    Preprocessed exactly as `ptm classify --model` feeds the network: the crops come from
-    `pipeline.preprocess.load_for_model`, the normalisation from `to_batch`.
+    Preprocessed exactly as `ptm classify --model` feeds the network: the caller hands in the
+    normalised [n, 3, crop, crop] float32 batches the classifier would compute on.
     """
 
     def __init__(self, writer: HDF5Writer, name: str, model: str, spec: "Preprocess"):
@@ -302,19 +315,14 @@ class ImageBatch:
         self.created.append(self.paths_name)
         self.count = 0
 
-    def append(self, crops: "Sequence[np.ndarray]", paths: Sequence[str]) -> None:
-        import torch
-
-        from ptmcli.pipeline.preprocess import to_batch
-
-        if not crops:
+    def append(self, array: "np.ndarray", paths: Sequence[str]) -> None:
+        if not len(paths):
             return
-        array = to_batch(list(crops), self.spec, torch.device("cpu"), torch.float32).contiguous().numpy()
-        self.images.resize(self.count + len(crops), axis=0)
+        self.images.resize(self.count + len(paths), axis=0)
         self.images[self.count:] = array
-        self.paths.resize(self.count + len(crops), axis=0)
+        self.paths.resize(self.count + len(paths), axis=0)
         self.paths[self.count:] = list(paths)
-        self.count += len(crops)
+        self.count += len(paths)
 
     def rollback(self) -> None:
         self.writer.rollback(self.created)
