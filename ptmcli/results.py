@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from ptmcli.errors import UsageProblem
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,3 +70,28 @@ class Translation:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+# A shard is a value result files record and merge checks, so it lives here, below the sinks;
+# which inputs belong to it is pipeline/shards.py.
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 1-based, as people count job-array tasks
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match:
+        raise UsageProblem(f"--shard {text!r} is not K/N", ["e.g. --shard 3/8 for the third of eight jobs"])
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1 or not 1 <= index <= count:
+        hints = [f"K counts from 1 to N: --shard 1/{max(count, 1)} .. {max(count, 1)}/{max(count, 1)}"]
+        if index == 0:
+            hints.append("for 0-based task ids (Kubernetes JOB_COMPLETION_INDEX, SLURM --array=0-...) "
+                         "use --shard $((ID + 1))/N")
+        raise UsageProblem(f"--shard {text}: shard {index} of {count} does not exist", hints)
+    return Shard(index, count)

@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import takewhile
 from typing import Callable, Generic, Hashable, Iterable, Iterator, TypeVar
 
 from ptmcli.errors import InputError
@@ -73,26 +74,12 @@ def prefetch_batches(
         return False
 
     def producer() -> None:
-        batch: list[Loaded[T]] = []
-        key = None
         try:
-            for loaded in _ordered_loads(items, load, workers, window=batch_size * depth, stop=stop):
-                if stop.is_set():
+            loads = takewhile(lambda _: not stop.is_set(),
+                              _ordered_loads(items, load, workers, window=batch_size * depth, stop=stop))
+            for batch in _grouped(loads, batch_size, group_key):
+                if stop.is_set() or not put(batch):
                     return
-                if group_key is not None and loaded.value is not None:
-                    new_key = group_key(loaded.value)
-                    if batch and key is not None and new_key != key and any(b.value is not None for b in batch):
-                        if not put(batch):
-                            return
-                        batch = []
-                    key = new_key
-                batch.append(loaded)
-                if len(batch) >= batch_size:
-                    if not put(batch):
-                        return
-                    batch, key = [], None
-            if batch:
-                put(batch)
         except BaseException as exc:  # noqa: BLE001 - hand it to the consumer to raise
             put(exc)
         finally:
@@ -110,6 +97,26 @@ def prefetch_batches(
             yield obj
     finally:
         stop.set()
+
+
+def _grouped(loads: Iterable[Loaded[T]], batch_size: int,
+             group_key: Callable[[T], Hashable] | None) -> Iterator[list[Loaded[T]]]:
+    """Loads in batches of up to `batch_size`; with `group_key`, of equal keys only."""
+    batch: list[Loaded[T]] = []
+    key = None
+    for loaded in loads:
+        if group_key is not None and loaded.value is not None:
+            new_key = group_key(loaded.value)
+            if batch and key is not None and new_key != key and any(b.value is not None for b in batch):
+                yield batch
+                batch = []
+            key = new_key
+        batch.append(loaded)
+        if len(batch) >= batch_size:
+            yield batch
+            batch, key = [], None
+    if batch:
+        yield batch
 
 
 def _ordered_loads(items: Iterable[InputItem], load: Callable[[str], T], workers: int, window: int,

@@ -8,7 +8,7 @@ both give the same rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
 from ptmcli.pipeline.batching import Loaded, load_failed, prefetch_batches
 from ptmcli.pipeline.inputs import InputItem
@@ -17,8 +17,6 @@ from ptmcli.results import BatchOutput, Classification, Prediction
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from ptmcli.pipeline.loading import ClassifierChoice
 
 
 class ClassifierBackend(Protocol):
@@ -133,7 +131,7 @@ class ClassifyJob:
     """Classification as an engine runs it: a picklable recipe (`choice`) that opens the backend,
     and what to compute per batch. A Ray actor is given this and computes what the driver would."""
 
-    choice: "ClassifierChoice"
+    choice: Any  # pipeline/loading.ClassifierChoice (loading imports this module for its types)
     top: int
     batch_size: int
     pad_to: int

@@ -77,23 +77,23 @@ def open_generator(recipe: GeneratorRecipe) -> "Zebrafier":
 class ZebrafyJob:
     """Translation as an engine runs it (see pipeline/engines)."""
 
-    recipe: GeneratorRecipe
+    choice: GeneratorRecipe
     batch_size: int
     fail_fast: bool = False
 
     @property
     def device(self) -> str:
-        return self.recipe.device
+        return self.choice.device
 
     @property
     def weights_path(self) -> str:
-        return str(self.recipe.weights_path)
+        return str(self.choice.weights_path)
 
     def on_device(self, device: str) -> "ZebrafyJob":
-        return replace(self, recipe=replace(self.recipe, device=device))
+        return replace(self, choice=replace(self.choice, device=device))
 
     def open(self) -> "Zebrafier":
-        return open_generator(self.recipe)
+        return open_generator(self.choice)
 
     def batches(self, backend: "Zebrafier",
                 work: Sequence[tuple[int, InputItem]]) -> Iterator[tuple[list[int], BatchOutput]]:

@@ -10,7 +10,7 @@ import os
 import string
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from ptmcli.atomic import writing
 from ptmcli.downloads import is_url
@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from ptmcli.pipeline.inputs import InputItem
     from ptmcli.results import BatchOutput, Translation
+
+class HasPath(Protocol):
+    path: str  # an input (pipeline/inputs.InputItem): a file, or a URL
+
 
 # Lower-cased suffix -> Pillow format name.
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -75,7 +78,7 @@ def _name_for(pattern: str, path: Path) -> str:
 
 
 def plan_outputs(
-    inputs: Sequence[tuple["InputItem", Path | None]],
+    inputs: Sequence[tuple["HasPath", Path | None]],
     output: str,
     pattern: str,
 ) -> list[Path]:
@@ -109,7 +112,7 @@ def plan_outputs(
     return planned
 
 
-def _refuse_collisions(inputs: Sequence[tuple["InputItem", Path | None]], planned: list[Path]) -> None:
+def _refuse_collisions(inputs: Sequence[tuple["HasPath", Path | None]], planned: list[Path]) -> None:
     keys = [os.path.abspath(p) for p in planned]
     for (item, _), key in zip(inputs, keys):
         if key == os.path.abspath(item.path):

@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 
 from ptmcli.errors import NoInputs, OutputExists, OutputUnwritable, UsageProblem
-from ptmcli.pipeline.shards import parse_shard
+from ptmcli.results import parse_shard
 from ptmcli.sinks.hdf5_results import MergePlan, describe_file, mismatches, open_h5, read_info, write_final
 from ptmcli.sinks.resultfile import PENDING, check_output, output_kind
 from ptmcli.sinks.text_results import atomic_write_text, read_text_records, serialize

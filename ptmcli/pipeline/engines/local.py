@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
-    from ptmcli.pipeline.engines import Job
+    from ptmcli.pipeline.engines.contract import Job
     from ptmcli.pipeline.inputs import InputItem
     from ptmcli.results import BatchOutput
 

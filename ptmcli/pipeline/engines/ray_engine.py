@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 from ptmcli.errors import PtmError, UsageProblem
 
 if TYPE_CHECKING:
-    from ptmcli.pipeline.engines import Job
+    from ptmcli.pipeline.engines.contract import Job
     from ptmcli.pipeline.inputs import InputItem
     from ptmcli.results import BatchOutput
 
