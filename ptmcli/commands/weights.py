@@ -42,7 +42,7 @@ def list_files(
     """
     from ptmcli.models.registry import known_weight_files
     from ptmcli.models.weights import pinned_sha256, search_order, state_of
-    from ptmcli.sinks.formats import Column, json_safe, pick, write_listing
+    from ptmcli.sinks.formats import Column, pick, write_json, write_listing
 
     states = [state_of(w) for w in known_weight_files(pattern)]
     order = search_order()
@@ -58,11 +58,8 @@ def list_files(
     out = sys.stdout
     chosen = pick(fmt, out)
     if chosen == "json":
-        import json
-
-        json.dump(json_safe({"search_order": [{"label": label, "place": place} for label, place in order],
-                             "files": records}), out, indent=2, ensure_ascii=False)
-        out.write("\n")
+        write_json({"search_order": [{"label": label, "place": place} for label, place in order],
+                    "files": records}, out)
     elif chosen in ("jsonl", "csv", "tsv"):
         keys = ("name", "present", "check", "size", "sha256", "sha256_prefix", "git_blob_sha1", "pinned_sha256",
                 "path", "filename", "url")
@@ -98,16 +95,15 @@ def _expected(record: dict) -> str:
 
 
 def _text(order: list[tuple[str, str]], rows: list[tuple], out) -> None:
+    from ptmcli.sinks.formats import aligned
+
     # Columns padded with spaces, the last one (URLs) left free: for reading, `--format tsv` for programs.
     out.write("Search order (first hit wins):\n")
     width = max(len(label) for label, _ in order)
     for number, (label, place) in enumerate(order, 1):
         out.write(f"  {number}. {label:<{width}}  {place}\n")
     out.write(f"\nKnown weight files ({len(rows)}; present {sum(row[1] == 'present' for row in rows)}):\n")
-    table = [_HEADINGS, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(_HEADINGS) - 1)]
-    for row in table:
-        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1] + "\n")
+    out.write(aligned([_HEADINGS, *rows]))
 
 
 def _tables(order: list[tuple[str, str]], rows: list[tuple], out) -> None:
@@ -181,7 +177,7 @@ def verify(
     """
     from ptmcli.models import weights as weight_files
     from ptmcli.models.registry import get_weight_file, known_weight_files
-    from ptmcli.sinks.formats import Column, csv_writer, pick, write_listing
+    from ptmcli.sinks.formats import Column, RowStream, pick, write_listing
     from ptmcli.sinks.progress import error_line
 
     if name is not None:
@@ -195,7 +191,7 @@ def verify(
             sys.stderr.write("ptm: no known weight files on this machine (`ptm weights list` shows where ptm looks)\n")
     chosen = pick(fmt, sys.stdout)
     # text streams a line per file as it is hashed (a few seconds each for the big ones).
-    lines = csv_writer(sys.stdout, "text") if chosen == "text" else None
+    lines = RowStream("text", sys.stdout) if chosen == "text" else None
     records = []
     bad = 0
     for weight in candidates:
@@ -203,8 +199,7 @@ def verify(
         record = {"check": state.check, "name": weight.name, "path": str(state.path), "sha256": state.sha256,
                   "git_blob_sha1": state.git_blob_sha1}
         if lines is not None:
-            lines.writerow([state.check, weight.name, state.path, state.sha256])
-            sys.stdout.flush()
+            lines.rows([[state.check, weight.name, state.path, state.sha256]])
         records.append(record)
         if state.check == "mismatch":
             if weight.published:

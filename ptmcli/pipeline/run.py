@@ -82,14 +82,14 @@ def run(batches: Iterable[tuple[Sequence[int], Any]], sinks: Sequence[Sink], loo
             with progress(loop.total, loop.description, stdout_free=loop.stdout_free) as advance:
                 for rows, batch in batches:
                     rows, batch, cut = _cut(rows, batch, loop.fail_fast)
+                    failed += _report(batch.results, report_error)  # before the results they explain
                     for sink in sinks:
-                        batch = sink.write(rows, batch) or batch
-                        if loop.fail_fast:  # a failure while writing stops here too
+                        written = sink.write(rows, batch)
+                        if written is not None:  # writing failed some results: they are said now
+                            failed += _report(written.results, report_error, already=batch.results)
+                            batch = written
+                        if loop.fail_fast:
                             rows, batch, cut = _cut(rows, batch, True)
-                    for result in batch.results:
-                        if not result.ok:
-                            report_error(result.error)
-                            failed += 1
                     advance(len(rows))
                     if stop.requested or cut:
                         break
@@ -101,6 +101,16 @@ def run(batches: Iterable[tuple[Sequence[int], Any]], sinks: Sequence[Sink], loo
             raise
         _close(sinks)
     return Outcome(failed, stop.signum, cut)
+
+
+def _report(results: Sequence[Any], report_error: Callable[[str], None], already: Sequence[Any] = ()) -> int:
+    """One line per failed result not failed `already`; returns how many."""
+    count = 0
+    for i, result in enumerate(results):
+        if not result.ok and (i >= len(already) or already[i].ok):
+            report_error(result.error)
+            count += 1
+    return count
 
 
 def _cut(rows: Sequence[int], batch: Any, fail_fast: bool) -> tuple[Sequence[int], Any, bool]:

@@ -120,6 +120,8 @@ class Column:
     key: str  # the record's key, and the header in text/tsv/csv
     title: str = ""  # the header in a table (default: the key)
     right: bool = False  # right-aligned in a table
+    overflow: str = "fold"  # what a table does with a cell too wide for it (Rich's overflow)
+    style: str | None = None  # a table column's Rich style
 
     @property
     def heading(self) -> str:
@@ -132,6 +134,107 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def json_line(record: Any) -> str:
+    """One record as one line of strict JSON (jsonl, streamed lists)."""
+    return json.dumps(json_safe(record), ensure_ascii=False) + "\n"
+
+
+def write_json(value: Any, stream: TextIO) -> None:
+    """A whole JSON document, indented for people who read it."""
+    stream.write(json.dumps(json_safe(value), indent=2, ensure_ascii=False) + "\n")
+
+
+def rich_table(columns: Sequence[Column], title: str | None = None, **options: Any):
+    """A Rich table with these columns (left or right aligned, folded when narrow)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title) if title else None, title_justify="left", header_style="bold", **options)
+    for column in columns:
+        table.add_column(column.heading, justify="right" if column.right else "left", overflow=column.overflow,
+                         style=column.style)
+    return table
+
+
+def rich_grid(rows: Iterable[tuple[str, str]]):
+    """`key  value` pairs as a borderless Rich grid, keys in bold."""
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for key, value in rows:
+        grid.add_row(Text(key), Text(value))
+    return grid
+
+
+def print_rich(stream: TextIO, *renderables: Any) -> None:
+    from rich.console import Console
+
+    console = Console(file=stream)
+    for renderable in renderables:
+        console.print(renderable)
+
+
+def aligned(rows: Sequence[Sequence[str]], right: Iterable[int] = ()) -> str:
+    """Rows as space-padded columns two spaces apart (text for people that awk still splits), no
+    trailing spaces."""
+    right = set(right)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        out.append("  ".join(cells).rstrip() + "\n")
+    return "".join(out)
+
+
+class RowStream:
+    """Rows in one concrete format, written as they come and flushed, for long runs.
+
+    json is one list, one record per line, closed by `close()` even after an interrupt, so it
+    parses; jsonl is a record per line; csv/tsv/text are delimited rows under `header` (none when
+    `header` is None); table prints each Rich table it is given.
+    """
+
+    def __init__(self, fmt: str, stream: TextIO, header: Sequence[str] | None = None):
+        self.fmt = fmt
+        self.stream = stream
+        self.header = header
+        self._started = False
+        self._csv = csv_writer(stream, fmt) if fmt not in ("json", "jsonl", "table") else None
+
+    def records(self, records: Iterable[Any]) -> None:
+        for record in records:
+            if self.fmt == "json":
+                self.stream.write(("[\n  " if not self._started else ",\n  ") + json_line(record).rstrip("\n"))
+                self._started = True
+            else:
+                self.stream.write(json_line(record))
+        self.stream.flush()
+
+    def rows(self, rows: Iterable[Sequence[Any]]) -> None:
+        self._start_rows()
+        self._csv.writerows(rows)
+        self.stream.flush()
+
+    def table(self, table: Any) -> None:
+        print_rich(self.stream, table)
+        self.stream.flush()
+
+    def _start_rows(self) -> None:
+        if not self._started and self.header is not None:
+            self._csv.writerow(self.header)
+        self._started = True
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.stream.write("\n]\n" if self._started else "[]\n")
+        elif self._csv is not None:
+            self._start_rows()
+        self.stream.flush()
 
 
 def write_listing(
@@ -150,25 +253,20 @@ def write_listing(
     """
     fmt = pick(fmt, stream)
     if fmt == "json":
-        stream.write(json.dumps([json_safe(r) for r in records], indent=2, ensure_ascii=False) + "\n")
+        write_json(list(records), stream)
     elif fmt == "jsonl":
-        stream.writelines(json.dumps(json_safe(r), ensure_ascii=False) + "\n" for r in records)
+        stream.writelines(json_line(r) for r in records)
     elif fmt == "table":
-        from rich.console import Console
-        from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=Text(title) if title else None, title_justify="left", header_style="bold")
-        for column in columns:
-            table.add_column(column.heading, justify="right" if column.right else "left", overflow="fold")
+        table = rich_table(columns, title)
         for record in records:
             if table_cells is not None:
                 table.add_row(*table_cells(record))
             else:
                 table.add_row(*(Text(_cell(record.get(c.key))) for c in columns))
-        Console(file=stream).print(table)
+        print_rich(stream, table)
     else:
-        writer = csv_writer(stream, fmt)
-        writer.writerow([c.key for c in columns])
-        writer.writerows([[_cell(r.get(c.key)) for c in columns] for r in records])
+        out = RowStream(fmt, stream, [c.key for c in columns])
+        out.rows([_cell(r.get(c.key)) for c in columns] for r in records)
     stream.flush()

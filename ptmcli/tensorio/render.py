@@ -10,12 +10,23 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
 from typing import Any, Sequence, TextIO
 
-from ptmcli.sinks.formats import Column, Format, bytes_text, json_safe, number_text, pick, write_listing
+from ptmcli.sinks.formats import (
+    Column,
+    Format,
+    aligned,
+    bytes_text,
+    number_text,
+    pick,
+    print_rich,
+    rich_grid,
+    rich_table,
+    write_json,
+    write_listing,
+)
 
 # A container's entries as rows: the keys of each entry in the JSON output, the long value last.
 ENTRY_COLUMNS = tuple(Column(key) for key in
@@ -158,7 +169,7 @@ def render_inspect(summary, fmt: Format | str, stream: TextIO | None = None) -> 
     stream = stream or sys.stdout
     fmt = pick(fmt, stream)
     if fmt == "json":
-        stream.write(json.dumps(json_safe(summary.to_dict()), indent=2, ensure_ascii=False) + "\n")
+        write_json(summary.to_dict(), stream)
     elif fmt == "table":
         _rich_inspect(summary, stream)
     elif fmt in ("tsv", "csv", "jsonl"):
@@ -182,15 +193,6 @@ def _kv_lines(rows: list[tuple[str, str]]) -> str:
     return "".join(f"{(k + ':').ljust(width)} {v}\n" for k, v in rows)
 
 
-def _aligned(rows: list[list[str]], right: set[int]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for r in rows:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
-        out.append("  ".join(cells).rstrip() + "\n")
-    return "".join(out)
-
-
 def _views_rows(views) -> list[list[str]]:
     rows = [["op", "size", "offset", "stride", "contiguous"]]
     for v in views:
@@ -204,7 +206,7 @@ def _text_inspect(s, stream: TextIO) -> None:
         stream.write(_kv_lines(_tensor_fields(s)))
         if s.views:
             stream.write("\nviews:\n")
-            stream.write("".join("  " + line for line in _aligned(_views_rows(s.views), {2}).splitlines(True)))
+            stream.write("".join("  " + line for line in aligned(_views_rows(s.views), {2}).splitlines(True)))
         if s.preview_shape is not None:
             stream.write("\npreview:\n")
             lines = preview_text(s.preview, s.preview_shape, s.shape).splitlines()
@@ -213,60 +215,48 @@ def _text_inspect(s, stream: TextIO) -> None:
     stream.write(_kv_lines(_container_head(s)))
     if s.entries:
         rows = [["name", "shape", "dtype", "params", "bytes", "storage"]] + [_entry_cells(e) for e in s.entries]
-        stream.write("\n" + _aligned(rows, {3, 4}))
+        stream.write("\n" + aligned(rows, {3, 4}))
     if s.shared:
         stream.write("\nshared storage:\n" + "".join(f"  {line}\n" for line in _shared_lines(s)))
 
 
+_VIEW_COLUMNS = tuple(Column(key, right=key == "offset", overflow="ellipsis")
+                      for key in ("op", "size", "offset", "stride", "contiguous"))
+_ENTRY_TABLE = (Column("name"), Column("shape"), Column("dtype"), Column("params", right=True),
+                Column("bytes", right=True), Column("storage"))
+
+
 def _rich_inspect(s, stream: TextIO) -> None:
-    from rich.console import Console, Group
+    from rich.console import Group
     from rich.panel import Panel
-    from rich.table import Table
     from rich.text import Text
 
-    console = Console(file=stream)
     if s.kind == "tensor":
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="bold")
-        grid.add_column()
-        for key, value in _tensor_fields(s)[2:]:
-            grid.add_row(Text(key), Text(value))
-        parts: list = [grid]
+        parts: list = [rich_grid(_tensor_fields(s)[2:])]
         if s.views:
-            views = Table(title="views", title_justify="left", header_style="bold")
-            for name, justify in (("op", "left"), ("size", "left"), ("offset", "right"), ("stride", "left"),
-                                  ("contiguous", "left")):
-                views.add_column(name, justify=justify)
+            views = rich_table(_VIEW_COLUMNS, "views")
             for row in _views_rows(s.views)[1:]:
                 views.add_row(*map(Text, row))
             parts.append(views)
         if s.preview_shape is not None:
             parts.append(Text("preview", style="bold"))
             parts.append(Text(preview_text(s.preview, s.preview_shape, s.shape)))
-        console.print(Panel(Group(*parts), title=Text(s.file + (f" [{s.key}]" if s.key else "")),
-                            subtitle=Text(s.format), title_align="left"))
+        print_rich(stream, Panel(Group(*parts), title=Text(s.file + (f" [{s.key}]" if s.key else "")),
+                                 subtitle=Text(s.format), title_align="left"))
         return
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    for key, value in _container_head(s):
-        head.add_row(Text(key), Text(value))
-    console.print(head)
+    shown: list = [rich_grid(_container_head(s))]
     if s.entries:
-        table = Table(header_style="bold")
-        for name, justify in (("name", "left"), ("shape", "left"), ("dtype", "left"), ("params", "right"),
-                              ("bytes", "right"), ("storage", "left")):
-            table.add_column(name, justify=justify, overflow="fold")
+        table = rich_table(_ENTRY_TABLE)
         for e in s.entries:
             cells = _entry_cells(e)
             if e.kind == "tensor":
                 cells[4] = bytes_text(e.nbytes)
             table.add_row(*map(Text, cells), style=None if e.kind == "tensor" else "dim")
-        console.print(table)
+        shown.append(table)
     if s.shared:
-        console.print(Text("shared storage", style="bold"))
-        for line in _shared_lines(s):
-            console.print("  " + line, markup=False, highlight=False)
+        shown.append(Text("shared storage", style="bold"))
+        shown.extend(Text("  " + line) for line in _shared_lines(s))
+    print_rich(stream, *shown)
 
 
 # --- export-hdf5 --------------------------------------------------------------------------------
@@ -276,9 +266,8 @@ def render_export(result, fmt: Format | str, stream: TextIO | None = None) -> No
     stream = stream or sys.stdout
     fmt = pick(fmt, stream)
     if fmt == "json":
-        stream.write(json.dumps({"output": result.output, "written": result.written, "failed": result.failed,
-                                 "skipped": list(result.skipped), "datasets": [d.to_dict() for d in result.datasets]},
-                                indent=2, ensure_ascii=False) + "\n")
+        write_json({"output": result.output, "written": result.written, "failed": result.failed,
+                    "skipped": list(result.skipped), "datasets": [d.to_dict() for d in result.datasets]}, stream)
     elif fmt == "jsonl":
         write_listing([d.to_dict() for d in result.datasets], EXPORT_COLUMNS, fmt, stream)
     elif result.datasets:
