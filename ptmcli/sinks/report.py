@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 from urllib.parse import quote
 
-from ptmcli.atomic import replacing, temp_beside, writing
+from ptmcli.atomic import temp_beside, writing
 from ptmcli.errors import InputError, OutputUnwritable, UsageProblem
 from ptmcli.results import BatchOutput, Classification
 from ptmcli.sinks.report_page import Card, Pair, classify_page, zebrafy_page
@@ -97,8 +97,8 @@ class Thumbnails:
         self._made += 1
         name = f"{self._made:06d}.jpg"
         self.folder.mkdir(parents=True, exist_ok=True)
-        with replacing(self.folder / name) as tmp:
-            tmp.write_bytes(jpeg)
+        with writing(self.folder / name) as out:
+            out.write(jpeg)
         return quote(f"{self.folder.name}/{name}")
 
 
