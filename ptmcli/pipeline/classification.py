@@ -7,10 +7,11 @@ both give the same rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
 from ptmcli.pipeline.batching import Loaded, load_failed, prefetch_batches
+from ptmcli.pipeline.engines.contract import ChoiceJob
 from ptmcli.pipeline.inputs import InputItem
 from ptmcli.pipeline.run import first_failure_cut
 from ptmcli.results import BatchOutput, Classification, Prediction
@@ -127,7 +128,7 @@ def _batch_output(backend: ClassifierBackend, batch: list[Loaded], top: int, pad
 
 
 @dataclass(frozen=True)
-class ClassifyJob:
+class ClassifyJob(ChoiceJob):
     """Classification as an engine runs it: a picklable recipe (`choice`) that opens the backend,
     and what to compute per batch. A Ray actor is given this and computes what the driver would."""
 
@@ -139,17 +140,6 @@ class ClassifyJob:
     features: bool = False
     fail_fast: bool = False
     categories: tuple[str, ...] = ()  # the spec's, for results that come back from elsewhere
-
-    @property
-    def device(self) -> str:
-        return self.choice.device
-
-    @property
-    def weights_path(self) -> str:
-        return str(self.choice.weights_path)
-
-    def on_device(self, device: str) -> "ClassifyJob":
-        return replace(self, choice=replace(self.choice, device=device))
 
     def open(self) -> ClassifierBackend:
         from ptmcli.pipeline.loading import load_classifier
@@ -185,17 +175,11 @@ class ClassifyJob:
             columns["features"] = np.concatenate([o.features for _, o in outputs])
         return columns
 
-    def from_columns(self, batch: dict, paths: dict[int, str]) -> tuple[list[int], BatchOutput]:
-        categories = self.categories
-        rows = [int(r) for r in batch["row"]]
-        results = []
-        for i, row in enumerate(rows):
-            error = str(batch["error"][i])
-            if error:
-                results.append(Classification(paths[row], error=error))
-                continue
-            results.append(Classification(paths[row], tuple(
-                Prediction(rank=j + 1, index=int(index), label=categories[int(index)],
-                           probability=float(batch["top_probability"][i][j]))
-                for j, index in enumerate(batch["top_index"][i]) if index >= 0)))
-        return rows, BatchOutput(results, batch.get("probabilities"), batch.get("features"))
+    def failed(self, path: str, error: str) -> Classification:
+        return Classification(path, error=error)
+
+    def result_from(self, path: str, columns: dict, i: int) -> Classification:
+        return Classification(path, tuple(
+            Prediction(rank=j + 1, index=int(index), label=self.categories[int(index)],
+                       probability=float(columns["top_probability"][i][j]))
+            for j, index in enumerate(columns["top_index"][i]) if index >= 0))

@@ -7,11 +7,12 @@ actor over the inputs Ray hands it; either way the same padding and the same `--
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ptmcli.pipeline.batching import load_failed, prefetch_batches
+from ptmcli.pipeline.engines.contract import ChoiceJob
 from ptmcli.pipeline.inputs import InputItem
 from ptmcli.pipeline.run import first_failure_cut
 from ptmcli.results import BatchOutput, Translation
@@ -74,23 +75,12 @@ def open_generator(recipe: GeneratorRecipe) -> "Zebrafier":
 
 
 @dataclass(frozen=True)
-class ZebrafyJob:
+class ZebrafyJob(ChoiceJob):
     """Translation as an engine runs it (see pipeline/engines)."""
 
     choice: GeneratorRecipe
     batch_size: int
     fail_fast: bool = False
-
-    @property
-    def device(self) -> str:
-        return self.choice.device
-
-    @property
-    def weights_path(self) -> str:
-        return str(self.choice.weights_path)
-
-    def on_device(self, device: str) -> "ZebrafyJob":
-        return replace(self, choice=replace(self.choice, device=device))
 
     def open(self) -> "Zebrafier":
         return open_generator(self.choice)
@@ -125,19 +115,14 @@ class ZebrafyJob:
             "alpha": np.array([raw(r.alpha) for r in results], dtype=object),
         }
 
-    def from_columns(self, batch: dict, paths: dict[int, str]) -> tuple[list[int], BatchOutput]:
-        rows = [int(r) for r in batch["row"]]
-        results = []
-        for i, row in enumerate(rows):
-            error = str(batch["error"][i])
-            if error:
-                results.append(Translation(paths[row], error=error))
-                continue
-            height, width = (int(n) for n in batch["size"][i])
-            image, source, alpha = (_picture(batch[column][i], height, width, channels)
-                                    for column, channels in (("image", 3), ("source", 3), ("alpha", 1)))
-            results.append(Translation(paths[row], image=image, source=source, alpha=alpha))
-        return rows, BatchOutput(results)
+    def failed(self, path: str, error: str) -> Translation:
+        return Translation(path, error=error)
+
+    def result_from(self, path: str, columns: dict, i: int) -> Translation:
+        height, width = (int(n) for n in columns["size"][i])
+        image, source, alpha = (_picture(columns[column][i], height, width, channels)
+                                for column, channels in (("image", 3), ("source", 3), ("alpha", 1)))
+        return Translation(path, image=image, source=source, alpha=alpha)
 
 
 def _picture(data: bytes, height: int, width: int, channels: int) -> "np.ndarray | None":

@@ -27,6 +27,40 @@ class Job(Protocol):
     def from_columns(self, columns: dict, paths: dict[int, str]) -> tuple[list[int], "BatchOutput"]: ...
 
 
+class ChoiceJob:
+    """What jobs built on a `choice` (a frozen dataclass of plain values naming a backend: its
+    weights file, device, precision, ...) share: the device asked for, and moving to another."""
+
+    choice: Any
+
+    @property
+    def device(self) -> str:
+        return self.choice.device
+
+    @property
+    def weights_path(self) -> str:
+        return str(self.choice.weights_path)
+
+    def on_device(self, device: str):
+        from dataclasses import replace
+
+        return replace(self, choice=replace(self.choice, device=device))
+
+    def from_columns(self, columns: dict, paths: dict[int, str]) -> tuple[list[int], "BatchOutput"]:
+        """Rows that came back from elsewhere (a Ray actor's columns) as results again."""
+        from ptmcli.results import BatchOutput
+
+        rows = [int(r) for r in columns["row"]]
+        results = [self.failed(paths[row], str(columns["error"][i])) if str(columns["error"][i])
+                   else self.result_from(paths[row], columns, i) for i, row in enumerate(rows)]
+        return rows, BatchOutput(results, columns.get("probabilities"), columns.get("features"))
+
+    def failed(self, path: str, error: str) -> Any: ...
+
+    def result_from(self, path: str, columns: dict, i: int) -> Any:
+        """Row `i` of `columns` as the job's result object."""
+
+
 class Engine(Protocol):
     device: str  # where forward passes run, as torch names it ("cpu", "cuda:0"; "cuda" on Ray)
     backend: Any  # the backend loaded here; None where the work runs elsewhere (Ray)
