@@ -9,7 +9,7 @@ from ptmcli.errors import WeightsInvalid
 from ptmcli.models.checkpoints import build_with_weights
 from ptmcli.models.heads import head_module
 from ptmcli.models.registry import ModelSpec
-from ptmcli.pipeline.preprocess import load_for_model, to_batch
+from ptmcli.pixels.crop import load_for_model, to_batch
 
 if TYPE_CHECKING:
     import numpy as np

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from ptmcli.models.cyclegan import load_generator
-from ptmcli.pipeline.images import input_source, open_image
+from ptmcli.pixels.decode import input_source, open_image
 
 if TYPE_CHECKING:
     from typing import BinaryIO

@@ -120,7 +120,7 @@ def _collect_sources(args: Iterable[str], stdin: TextIO | None) -> list[_Source]
 def _decoded_images(images: Sequence[_Source], spec, batch_size: int) -> Iterator:
     """Each image source's crop (a batching.Loaded), in order, decoded ahead in a background thread."""
     from ptmcli.pipeline.batching import prefetch_batches
-    from ptmcli.pipeline.preprocess import load_for_model
+    from ptmcli.pixels.crop import load_for_model
 
     named = {s.path for s in images if s.named}
 

@@ -305,7 +305,7 @@ class ImageBatch:
     def append(self, crops: "Sequence[np.ndarray]", paths: Sequence[str]) -> None:
         import torch
 
-        from ptmcli.pipeline.preprocess import to_batch
+        from ptmcli.pixels.crop import to_batch
 
         if not crops:
             return

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ptmcli.errors import UsageProblem
 from ptmcli.pipeline.classification import top_indices
-from ptmcli.pipeline.preprocess import load_for_model, normalised_batch
+from ptmcli.pixels.crop import load_for_model, normalised_batch
 
 if TYPE_CHECKING:
     import numpy as np

@@ -58,8 +58,8 @@ def calibration_batches(spec: "ModelSpec") -> list["np.ndarray"]:
     """One normalised [1, 3, crop, crop] array per view of each shipped photo (100 in all)."""
     from PIL import ImageOps
 
-    from ptmcli.pipeline.images import open_image
-    from ptmcli.pipeline.preprocess import normalised_batch, resize_and_crop
+    from ptmcli.pixels.crop import normalised_batch, resize_and_crop
+    from ptmcli.pixels.decode import open_image
 
     batches = []
     for path in calibration_photos():

@@ -29,7 +29,7 @@ def load_for_model(path: str, spec: Preprocess, exact_decode: bool = False) -> "
     below the resize side): top-1 agrees with full decoding on the test photos
     (benchmarks/README.md), and decoding is several times cheaper.
     """
-    from ptmcli.pipeline.images import open_image
+    from ptmcli.pixels.decode import open_image
 
     image = open_image(path, min_short_side=None if exact_decode else spec.resize)
     return resize_and_crop(image, spec)
