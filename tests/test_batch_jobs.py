@@ -136,7 +136,7 @@ def test_one_row_per_input_aligned(baseline, workspace):
     np.testing.assert_array_equal(probs, expected["probabilities"])
     np.testing.assert_array_equal(features, expected["features"])
     with torch.inference_mode():
-        from ptmcli.pixels.crop import to_batch
+        from ptmcli.models.classifier import to_batch
 
         embedding = classifier.model.features(to_batch(arrays, spec.preprocess, classifier.device, classifier.dtype))
     np.testing.assert_allclose(features, embedding.float().cpu().numpy(), rtol=1e-5, atol=1e-6)

@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from ptmcli.errors import UnknownModel
+from ptmcli.pixels.recipes import Preprocess, TranslatePreprocess
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -61,25 +62,6 @@ class WeightFile:
     def ships_with_ptm(self) -> bool:
         """Installed with ptm's dependencies: usable with no network."""
         return self.package_file is not None
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """A classifier's input: resize the short side, centre-crop, scale to [0, 1], (x - mean) / std."""
-
-    resize: int
-    crop: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str = "bilinear"
-
-
-@dataclass(frozen=True)
-class TranslatePreprocess:
-    """A generator's input: resize the short side (0 keeps the size), pixels mapped to `pixel_range`."""
-
-    short_side: int = 256
-    pixel_range: tuple[float, float] = (-1.0, 1.0)
 
 
 @dataclass(frozen=True)

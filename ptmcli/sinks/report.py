@@ -146,7 +146,7 @@ class ClassifyReport:
 
     def __init__(self, path: Path, paths: Sequence[str], provenance: Sequence[tuple[str, str]],
                  previous: dict[int, Classification] | None = None, timed: bool = True):
-        from ptmcli.pixels.decode import keep_recent_downloads
+        from ptmcli.downloads import keep_recent_downloads
 
         self.timed = timed
         self.path = path

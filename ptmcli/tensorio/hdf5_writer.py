@@ -276,7 +276,7 @@ class ImageBatch:
     """Images as one [N, 3, H, W] float32 dataset and a dataset of their paths, grown as they come.
 
     Preprocessed exactly as `ptm classify --model` feeds the network: the crops come from
-    `pipeline.preprocess.load_for_model`, the normalisation from `to_batch`.
+    `pixels.crop.load_for_model`, the normalisation from `to_batch`.
     """
 
     def __init__(self, writer: HDF5Writer, name: str, model: str, spec: "Preprocess"):
@@ -305,7 +305,7 @@ class ImageBatch:
     def append(self, crops: "Sequence[np.ndarray]", paths: Sequence[str]) -> None:
         import torch
 
-        from ptmcli.pixels.crop import to_batch
+        from ptmcli.models.classifier import to_batch
 
         if not crops:
             return
