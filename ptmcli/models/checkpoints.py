@@ -14,7 +14,7 @@ from ptmcli.errors import WeightsInvalid
 if TYPE_CHECKING:
     import torch
 
-    from ptmcli.models.registry import ModelSpec
+    from ptmcli.models.spec import ModelSpec
 
 
 def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:

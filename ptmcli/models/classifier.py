@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ptmcli.errors import WeightsInvalid
 from ptmcli.models.checkpoints import build_with_weights
 from ptmcli.models.heads import head_module
-from ptmcli.models.registry import ModelSpec
+from ptmcli.models.spec import ModelSpec
 from ptmcli.pixels.crop import load_for_model
 from ptmcli.pixels.recipes import Preprocess
 

@@ -21,7 +21,7 @@ from ptmcli.models.runtimes.exported import FEATURES, INPUT, PROBABILITIES
 from ptmcli.models.runtimes.exports import Export, ExportFailed, ExportKey, build
 
 if TYPE_CHECKING:
-    from ptmcli.models.registry import ModelSpec
+    from ptmcli.models.spec import ModelSpec
 
 # One ONNX export per (model, weights file) per process: every runtime built in one run uses it.
 _onnx_exports: dict[tuple[str, str], tuple[Path, int | None]] = {}

@@ -33,7 +33,7 @@ from ptmcli.models.runtimes.cpu import cpu_features
 from ptmcli.models.runtimes.exports import ExportFailed, cache_root
 
 if TYPE_CHECKING:
-    from ptmcli.models.registry import ModelSpec
+    from ptmcli.models.spec import ModelSpec
 
 MEASURE_BATCH = 16
 # The order candidates are tried and listed in: torch-free runtimes first.

@@ -17,8 +17,8 @@ from ptmcli.pixels.crop import load_for_model, normalised_batch
 if TYPE_CHECKING:
     import numpy as np
 
-    from ptmcli.models.registry import ModelSpec
     from ptmcli.models.runtimes.exports import Export
+    from ptmcli.models.spec import ModelSpec
 
 INPUT = "pixels"
 PROBABILITIES = "probabilities"

@@ -36,7 +36,7 @@ from ptmcli.models.runtimes.exports import ExportFailed
 if TYPE_CHECKING:
     import numpy as np
 
-    from ptmcli.models.registry import ModelSpec
+    from ptmcli.models.spec import ModelSpec
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "data" / "calibration"
 # Crops of each photo: (left, top, width, height) as fractions, and whether to mirror it.
