@@ -119,8 +119,8 @@ def test_one_row_per_input_aligned(baseline, workspace):
 
     from ptmcli.models import weights
     from ptmcli.models.classifier import Classifier
+    from ptmcli.models.device import resolve_device
     from ptmcli.models.registry import get_classifier
-    from ptmcli.pipeline.device import resolve_device
 
     spec = get_classifier("efficientnet_lite0")
     # The device the subprocess picked with --device auto (CUDA where there is one).

@@ -14,6 +14,7 @@ from ptmcli.commands.options import (
     OfflineOpt,
     PrecisionOpt,
     ReportOpt,
+    RuntimeOpt,
     WeightsOpt,
 )
 from ptmcli.models.registry import DEFAULT_GENERATOR
@@ -29,6 +30,7 @@ def zebrafy(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    runtime: RuntimeOpt = "auto",
     compile: CompileOpt = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Same-size images per forward pass (large images always go one at a time).")] = 4,
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Write the input and the output next to each other.")] = False,
@@ -52,13 +54,15 @@ def zebrafy(
 
       ptm zebrafy photos/ -o zebras/ --precision bf16
 
+      ptm zebrafy photos/ -o zebras/ --runtime openvino
+
       ptm zebrafy photos/ -o zebras/ --report zebras.html
     """
     from ptmcli.pipeline.zebrafy import ZebrafyOptions, run_zebrafy
 
     options = ZebrafyOptions(
         paths=tuple(paths), output=output, size=size, name=name, model=model, weights=weights, device=device,
-        precision=precision, compile=compile, batch_size=batch_size, side_by_side=side_by_side, force=force,
+        precision=precision, runtime=runtime, compile=compile, batch_size=batch_size, side_by_side=side_by_side, force=force,
         skip_existing=skip_existing, offline=offline, fail_fast=fail_fast, report=report,
     )
     raise typer.Exit(run_zebrafy(options, sys.stdin, sys.stdout))

@@ -86,14 +86,6 @@ def classify_batches(
         batches.close()
 
 
-def top_indices(probs: "np.ndarray", top: int) -> "np.ndarray":
-    """Best `top` classes per row, most probable first (ties: the lower class index first), for
-    runtimes without a top-k of their own."""
-    import numpy as np
-
-    return np.argsort(-probs, axis=1, kind="stable")[:, :min(top, probs.shape[1])]
-
-
 def top_predictions(probs: "np.ndarray", order: "np.ndarray",
                     categories: Sequence[str]) -> list[tuple[Prediction, ...]]:
     return [

@@ -84,7 +84,7 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
     from ptmcli.pipeline.classification import padded_batch_size
     from ptmcli.pipeline.engines import open_engine
     from ptmcli.pipeline.inputs import collect, nothing_to_do
-    from ptmcli.pipeline.loading import ClassifierChoice, choose_classifier, locate_weights
+    from ptmcli.pipeline.loading import open_model
     from ptmcli.pipeline.shards import select
     from ptmcli.pipeline.signals import StopOnSignal
     from ptmcli.sinks.console import ConsoleSink
@@ -101,13 +101,11 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
     rows = [Row(entry.position, entry.item.path) for entry in mine]
 
     spec = get_classifier(options.model)
-    weights_path = locate_weights(spec.weights, options.weights, options.offline)
-    weights_sha256 = weight_files.file_sha256(weights_path)
-    choice, backend = choose_classifier(
-        ClassifierChoice(model=spec.name, weights_path=weights_path, weights_sha256=weights_sha256,
-                         device=options.device, precision=options.precision, compile=options.compile,
-                         exact_decode=options.exact_decode),
-        options.runtime, inputs=len(inputs))
+    choice, backend = open_model(spec, options.weights, options.offline, device=options.device,
+                                 precision=options.precision, runtime=options.runtime, work=len(inputs),
+                                 compile=options.compile, exact_decode=options.exact_decode,
+                                 load=options.engine == "local")
+    weights_path, weights_sha256 = choice.weights_path, choice.weights_sha256
     engine = open_engine(options.engine, choice, options.actors, backend)
     categories = engine.categories
     info = RunInfo(

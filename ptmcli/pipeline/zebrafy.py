@@ -23,7 +23,8 @@ from ptmcli.sinks.images import DEFAULT_NAME
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ptmcli.models.generator import Zebrafier
+    from ptmcli.models.backends import BackendChoice
+    from ptmcli.models.generator import GeneratorBackend
 
 @dataclass(frozen=True, kw_only=True)
 class ZebrafyOptions:
@@ -35,6 +36,7 @@ class ZebrafyOptions:
     weights: str | None = None
     device: str = "auto"
     precision: str = "fp32"
+    runtime: str = "auto"
     compile: bool = False
     batch_size: int = 4
     side_by_side: bool = False
@@ -71,7 +73,7 @@ def plan(options: ZebrafyOptions, stdin: TextIO | None) -> list[tuple[InputItem,
     return jobs
 
 
-def translate_batches(zebra: "Zebrafier", items: Sequence[InputItem], batch_size: int,
+def translate_batches(zebra: "GeneratorBackend", items: Sequence[InputItem], batch_size: int,
                       fail_fast: bool = False) -> Iterator[list[Translation]]:
     """Translations batch by batch, in input order; failed inputs carry their error. With
     `fail_fast`, nothing after the first failed input is computed."""
@@ -101,26 +103,34 @@ def translate_batches(zebra: "Zebrafier", items: Sequence[InputItem], batch_size
         batches.close()
 
 
-def _provenance(options: ZebrafyOptions, weights_path: "Path", device, dtype) -> list[tuple[str, str]]:
-    from ptmcli.models import weights as weight_files
-    from ptmcli.models.generator import SIDE_MULTIPLE
+def _provenance(options: ZebrafyOptions, choice: "BackendChoice") -> list[tuple[str, str]]:
+    from ptmcli.models.runtimes import label
 
+    recipe = choice.spec.preprocess
+    low, high = recipe.pixel_range
     size = f"short side to {options.size} px (bilinear)" if options.size else "full resolution"
-    return [("model", options.model), ("weights file", weights_path.name),
-            ("weights SHA-256", weight_files.file_sha256(weights_path)),
-            ("preprocessing", f"{size}; padded to a multiple of {SIDE_MULTIPLE} px by reflection, cropped back; "
-                              "pixels scaled to [-1, 1]"),
-            ("precision", f"{options.precision} ({str(dtype).replace('torch.', '')})"), ("device", str(device)),
-            ("runtime", "PyTorch")]
+    return [("model", options.model), ("weights file", choice.weights_path.name),
+            ("weights SHA-256", choice.weights_sha256),
+            ("preprocessing", f"{size}; padded to a multiple of {recipe.side_multiple} px by reflection, cropped "
+                              f"back; pixels scaled to [{low:g}, {high:g}]"),
+            ("precision", choice.precision), ("device", choice.device), ("runtime", label(choice.runtime))]
+
+
+def open_generator(options: ZebrafyOptions, inputs: list[str]) -> tuple["BackendChoice", "GeneratorBackend"]:
+    """The generator for this run, its runtime chosen for the megapixels of `inputs`."""
+    from ptmcli.models.registry import get_generator
+    from ptmcli.pipeline.loading import open_model
+    from ptmcli.pixels.translate import megapixels
+
+    spec = get_generator(options.model)
+    return open_model(spec, options.weights, options.offline, device=options.device, precision=options.precision,
+                      runtime=options.runtime, work=megapixels(inputs, options.size, spec.preprocess),
+                      compile=options.compile, short_side=options.size)
 
 
 def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Zebrafy every input; returns the exit code (0, 1 some failed, 128+N stopped by signal N)."""
     from ptmcli import startup
-    from ptmcli.models.generator import Zebrafier
-    from ptmcli.models.registry import get_generator
-    from ptmcli.pipeline.device import resolve_device_and_precision
-    from ptmcli.pipeline.loading import locate_weights
     from ptmcli.pipeline.signals import StopOnSignal
     from ptmcli.sinks.images import ImageSink
     from ptmcli.sinks.progress import error_line, progress
@@ -131,11 +141,7 @@ def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: Te
 
         report_path = check_report(options.report)
     jobs = plan(options, stdin)
-    weight = get_generator(options.model).weights
-    device, dtype = resolve_device_and_precision(options.device, options.precision)
-    weights_path = locate_weights(weight, options.weights, options.offline)
-    zebra = Zebrafier(weights_path, device, short_side=options.size, label=f"the {weight.name} generator",
-                      dtype=dtype, compile=options.compile)
+    choice, zebra = open_generator(options, [item.path for item, _ in jobs if item.error is None])
     startup.loaded()
 
     sink = ImageSink(stdout or sys.stdout, side_by_side=options.side_by_side, replace=options.force)
@@ -143,7 +149,7 @@ def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: Te
     if report_path is not None:
         from ptmcli.sinks.report import ZebrafyReport
 
-        report = ZebrafyReport(report_path, len(jobs), _provenance(options, weights_path, device, dtype))
+        report = ZebrafyReport(report_path, len(jobs), _provenance(options, choice))
     failed = 0
     targets = iter([target for _, target in jobs])
     with StopOnSignal() as stop:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 from ptmcli.errors import UsageProblem
 
 if TYPE_CHECKING:
+    from ptmcli.models.backends import BackendChoice
     from ptmcli.pipeline.inputs import InputItem
-    from ptmcli.pipeline.loading import ClassifierChoice
     from ptmcli.results import BatchOutput
 
 ENGINES = ("local", "ray")
@@ -43,7 +43,7 @@ def check_engine(name: str, actors: int | None) -> None:
         import_ray()
 
 
-def open_engine(name: str, choice: "ClassifierChoice", actors: int | None = None, backend=None) -> Engine:
+def open_engine(name: str, choice: "BackendChoice", actors: int | None = None, backend=None) -> Engine:
     """The engine `name`; `backend` is a classifier already loaded for `choice` (the local engine
     uses it rather than loading a second copy)."""
     if name == "ray":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from ptmcli.models.backends import BackendChoice, load_backend
 from ptmcli.pipeline.classification import classify_batches
-from ptmcli.pipeline.loading import ClassifierChoice, load_classifier
 
 if TYPE_CHECKING:
     from ptmcli.pipeline.inputs import InputItem
@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 
 class LocalEngine:
-    def __init__(self, choice: ClassifierChoice, backend=None):
-        self.classifier = backend if backend is not None else load_classifier(choice)
+    def __init__(self, choice: BackendChoice, backend=None):
+        self.classifier = backend if backend is not None else load_backend(choice)
         self.categories = self.classifier.categories
         self.device = str(self.classifier.device)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ptmcli.errors import PtmError, UsageProblem
+from ptmcli.models.backends import BackendChoice, load_backend
 from ptmcli.pipeline.classification import classify_batches
-from ptmcli.pipeline.loading import ClassifierChoice, load_classifier
 
 if TYPE_CHECKING:
     from ptmcli.pipeline.inputs import InputItem
@@ -43,12 +43,12 @@ def import_ray():
 class ClassifyActor:
     """One model per actor, loaded once; called with batches of input paths."""
 
-    def __init__(self, choice: ClassifierChoice, top: int, batch_size: int, pad_to: int,
+    def __init__(self, choice: BackendChoice, top: int, batch_size: int, pad_to: int,
                  probabilities: bool, features: bool, fail_fast: bool):
         if not Path(choice.weights_path).is_file():
             raise FileNotFoundError(f"weights file {choice.weights_path} is not on this Ray worker node "
                                     "(it needs a shared path)")
-        self.classifier = load_classifier(choice)
+        self.classifier = load_backend(choice)
         self.options = dict(top=top, batch_size=batch_size, pad_to=pad_to, probabilities=probabilities,
                             features=features, fail_fast=fail_fast)
 
@@ -88,14 +88,12 @@ class RayEngine:
     before the caller installs its own.
     """
 
-    def __init__(self, choice: ClassifierChoice, actors: int | None = None):
-        from ptmcli.models.registry import get_classifier
-
+    def __init__(self, choice: BackendChoice, actors: int | None = None):
         self.ray = import_ray()
         self._quiet = _RayChatterToLog() if os.environ.get("PTM_DEBUG", "") in ("", "0") else None
         self.choice = choice
         self.actors = actors
-        self.spec = get_classifier(choice.model)
+        self.spec = choice.spec
         self.categories = self.spec.categories()
         if not self.ray.is_initialized():
             self.ray.init(logging_level=logging.WARNING if self._quiet is None else logging.ERROR,
@@ -103,7 +101,7 @@ class RayEngine:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         resources = self.ray.cluster_resources()
         self.gpus, self.cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        device = choice.device.strip().lower()
+        device = choice.asked_device.strip().lower()
         if device == "auto":
             device = "cuda" if self.gpus else "cpu"
         if device.startswith("cuda"):
