@@ -135,3 +135,36 @@ def test_runtimes_lists_every_runtime_installed_or_not(run_ptm):
     assert all(row["measured"] == "" for row in rows)  # a fresh cache
     refused = run_ptm("runtimes", "--measure")
     assert refused.returncode == 2 and "--measure needs --model NAME" in refused.stderr
+
+
+def test_auto_measures_only_for_a_job_big_enough_to_repay_it(monkeypatch):
+    from ptmcli.models.registry import get_classifier, get_generator
+    from ptmcli.models.runtimes import choice
+
+    monkeypatch.setattr(choice, "installed", lambda runtime: True)
+    monkeypatch.setattr(choice, "read_timings", lambda *a: {})
+    monkeypatch.setattr(choice, "write_timings", lambda *a: None)
+    monkeypatch.setattr(choice, "torch_import_seconds", lambda: 2.0)
+    measured = []
+
+    def measure(candidate):
+        measured.append(candidate.runtime)
+        return choice.Timing({"onnxruntime": 12.0, "openvino": 13.0, "torch": 9.0}[candidate.runtime], 0.2)
+
+    for spec, small, big in ((get_classifier("resnet101"), 255, 256), (get_generator("horse2zebra"), 15.9, 16)):
+        chosen = choice.decide(spec, "ab" * 32, "auto", "fp32", False, small, measure, lambda message: None)
+        assert (chosen.runtime, measured) == ("torch", [])
+        chosen = choice.decide(spec, "ab" * 32, "auto", "fp32", False, big, measure, lambda message: None)
+        assert sorted(measured) == ["onnxruntime", "openvino", "torch"] and chosen.runtime == "openvino"
+        measured.clear()
+
+
+def test_psnr_of_pictures():
+    from ptmcli.models.runtimes.generator_build import MIN_INT8_PSNR, psnr
+
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    assert psnr(a, b) == float("inf")
+    b[0, 0, 0] = 255  # one of 48 values off by the full range: 10 log10(48) dB
+    assert abs(psnr(a, b) - 10 * np.log10(48)) < 1e-9
+    assert MIN_INT8_PSNR == 30.0

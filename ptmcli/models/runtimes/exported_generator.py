@@ -31,14 +31,16 @@ class ExportedGenerator(GeneratorBackend):
         # The torch measurement (14 bytes per pixel per base channel); the runtimes' peaks are
         # of the same order, as their feature maps are the same.
         self.bytes_per_pixel = 14 * int(export.record.get("generator_ngf") or 64)
+        self._open(export)
+
+    def _open(self, export: "Export") -> None:
+        raise NotImplementedError
 
 
 class OnnxRuntimeGenerator(ExportedGenerator):
     runtime = "onnxruntime"
 
-    def __init__(self, spec: "ModelSpec", export: "Export", short_side: int = 256,
-                 pixel_budget: int = DEFAULT_PIXEL_BUDGET):
-        super().__init__(spec, export, short_side, pixel_budget)
+    def _open(self, export: "Export") -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -53,9 +55,7 @@ class OnnxRuntimeGenerator(ExportedGenerator):
 class OpenVinoGenerator(ExportedGenerator):
     runtime = "openvino"
 
-    def __init__(self, spec: "ModelSpec", export: "Export", short_side: int = 256,
-                 pixel_budget: int = DEFAULT_PIXEL_BUDGET):
-        super().__init__(spec, export, short_side, pixel_budget)
+    def _open(self, export: "Export") -> None:
         import openvino
 
         core = openvino.Core()
