@@ -101,7 +101,7 @@ def read_timings(model: str, weights_sha256: str) -> dict[str, Timing]:
 def write_timings(model: str, weights_sha256: str, timings: dict[str, Timing]) -> None:
     path = _record_path(model, weights_sha256)
     record = {"machine": machine_signature(), "batch": MEASURE_BATCH,
-              "timings": {k: {"img_s": round(v.img_s, 2), "load_s": round(v.load_s, 3),
+              "timings": {k: {"img_s": float(f"{v.img_s:.4g}"), "load_s": round(v.load_s, 3),
                               **({"refused": v.refused} if v.refused else {})} for k, v in timings.items()},
               "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     try:
