@@ -151,10 +151,10 @@ print(json.dumps({"img_s": timed(run, sorted(glob.glob(folder + "/*.jpg")), repe
 PTM = r"""
 import io, json, statistics, sys, time
 from pathlib import Path
-from ptmcli.models.weights import file_sha256
+from ptmcli.models.backends import BackendChoice, open_backend
+from ptmcli.models.registry import get_classifier
 from ptmcli.pipeline.classification import classify_batches, padded_batch_size
 from ptmcli.pipeline.inputs import InputItem
-from ptmcli.pipeline.loading import ClassifierChoice, choose_classifier, load_classifier
 from ptmcli.sinks.console import ConsoleSink
 weights, folder, device, repeats, precision, compile_, batch, model, runtime = sys.argv[1:10]
 repeats, batch, compile_ = int(repeats), int(batch), compile_ == "1"
@@ -162,18 +162,15 @@ work = list(enumerate(InputItem(str(p)) for p in sorted(Path(folder).glob("*.jpg
 start = time.perf_counter()
 if runtime.endswith(".xml"):
     # ptm's pipeline around a given OpenVINO file (the int8 peer's), for an even comparison.
-    from ptmcli.models.registry import get_classifier
     from ptmcli.models.runtimes.exported import OpenVinoClassifier
     from ptmcli.models.runtimes.exports import Export, ExportKey
     xml = Path(runtime)
     key = ExportKey(model, "", "openvino", "", precision)
     clf = OpenVinoClassifier(get_classifier(model), Export(key, xml.parent, {}), model_file=xml.name)
-    choice = ClassifierChoice(model=model, weights_path=Path(weights), runtime="openvino")
+    choice = BackendChoice(spec=get_classifier(model), weights_path=Path(weights), runtime="openvino")
 else:
-    choice, clf = choose_classifier(ClassifierChoice(model=model, weights_path=Path(weights),
-                                    weights_sha256=file_sha256(Path(weights)), device=device, precision=precision,
-                                    compile=compile_), runtime, inputs=len(work))
-    clf = clf or load_classifier(choice)
+    choice, clf = open_backend(get_classifier(model), Path(weights), device=device, precision=precision,
+                               runtime=runtime, work=len(work), compile=compile_)
 load_s = time.perf_counter() - start
 pad_to = padded_batch_size(batch, len(work))
 def run(work):

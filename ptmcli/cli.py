@@ -16,6 +16,7 @@ from ptmcli.commands import inspect_tensor as inspect_tensor_cmds
 from ptmcli.commands import merge as merge_cmds
 from ptmcli.commands import models as models_cmds
 from ptmcli.commands import report as report_cmds
+from ptmcli.commands import runtimes as runtimes_cmds
 from ptmcli.commands import weights as weights_cmds
 from ptmcli.commands import zebrafy as zebrafy_cmds
 from ptmcli.errors import EXIT_CANNOT_START, PtmError
@@ -61,6 +62,7 @@ app.command("zebrafy")(zebrafy_cmds.zebrafy)
 app.add_typer(weights_cmds.app, name="weights")
 app.command("merge")(merge_cmds.merge)
 app.command("report")(report_cmds.report)
+app.command("runtimes")(runtimes_cmds.runtimes)
 
 
 def main() -> None:

@@ -10,13 +10,17 @@ in time and in bytes, so a stalled server or an endless body costs at most those
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 from ptmcli import __version__
@@ -150,3 +154,54 @@ def read_url(url: str) -> Downloaded:
         raise InputError(f"{url}: no data for {wait:g} s (PTM_URL_TIMEOUT); stopped") from None
     except (http.client.HTTPException, OSError, ValueError) as exc:
         raise InputError(f"{url}: download failed ({type(exc).__name__}: {exc})") from None
+
+
+# --- inputs that are URLs: fetched once, kept a while for whoever reads them again ---------
+
+class Fetched(io.BytesIO):
+    """A URL's body, read once, with what the server said it was (for error messages only)."""
+
+    def __init__(self, data: bytes, content_type: str):
+        super().__init__(data)
+        self.content_type = content_type
+
+
+# Downloads kept after decoding, newest last, when something reads the inputs again (a report's
+# thumbnails); bounded in bytes. The decode threads run a few batches ahead of the sinks, so the
+# bound holds many batches of photos.
+_recent: OrderedDict[str, Downloaded] = OrderedDict()
+_recent_lock = threading.Lock()
+_recent_budget = [0]
+_recent_bytes = [0]  # kept as a running total: summing every body on each download is quadratic
+
+
+def keep_recent_downloads(budget: int = 256 << 20) -> None:
+    _recent_budget[0] = budget
+
+
+def _fetch(url: str) -> Downloaded:
+    with _recent_lock:
+        if url in _recent:
+            _recent.move_to_end(url)
+            return _recent[url]
+    download = read_url(url)
+    if _recent_budget[0]:
+        with _recent_lock:
+            if url not in _recent:  # another decode thread may have fetched it meanwhile
+                _recent[url] = download
+                _recent_bytes[0] += len(download.data)
+            while _recent_bytes[0] > _recent_budget[0]:
+                _, dropped = _recent.popitem(last=False)
+                _recent_bytes[0] -= len(dropped.data)
+    return download
+
+
+def input_source(path: str) -> "str | BinaryIO":
+    """What Pillow opens for an input: the path of a file, or the downloaded bytes of a URL.
+
+    Open it once per input and pass it to `open_image(source=...)`, so a URL is fetched once.
+    """
+    if is_url(path):
+        download = _fetch(path)
+        return Fetched(download.data, download.content_type)
+    return path

@@ -63,3 +63,16 @@ class InputError(PtmError):
 class OutputUnwritable(PtmError):
     """An output file that cannot be created or written (permissions, disk full), or that holds
     something other than what this run would write into it."""
+
+
+def unreadable(path: str, exc: OSError) -> InputError:
+    """The one-line reason a user's file could not be opened or read."""
+    if isinstance(exc, FileNotFoundError):
+        reason = "no such file"
+    elif isinstance(exc, IsADirectoryError):
+        reason = "is a directory"
+    elif isinstance(exc, PermissionError):
+        reason = "permission denied"
+    else:
+        reason = f"cannot read ({exc.strerror or exc})"
+    return InputError(f"{path}: {reason}")

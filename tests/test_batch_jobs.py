@@ -119,8 +119,8 @@ def test_one_row_per_input_aligned(baseline, workspace):
 
     from ptmcli.models import weights
     from ptmcli.models.classifier import Classifier
+    from ptmcli.models.device import resolve_device
     from ptmcli.models.registry import get_classifier
-    from ptmcli.pipeline.device import resolve_device
 
     spec = get_classifier("efficientnet_lite0")
     # The device the subprocess picked with --device auto (CUDA where there is one).
@@ -136,7 +136,7 @@ def test_one_row_per_input_aligned(baseline, workspace):
     np.testing.assert_array_equal(probs, expected["probabilities"])
     np.testing.assert_array_equal(features, expected["features"])
     with torch.inference_mode():
-        from ptmcli.pipeline.preprocess import to_batch
+        from ptmcli.models.classifier import to_batch
 
         embedding = classifier.model.features(to_batch(arrays, spec.preprocess, classifier.device, classifier.dtype))
     np.testing.assert_allclose(features, embedding.float().cpu().numpy(), rtol=1e-5, atol=1e-6)

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from ptmcli.errors import InputError
-from ptmcli.pipeline.images import open_image
 from ptmcli.pipeline.inputs import InputItem, collect_inputs
+from ptmcli.pixels.decode import open_image
 
 
 def save(image: Image.Image, path, **kwargs):

@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from ptmcli.models.classifier import to_batch
 from ptmcli.models.registry import get_classifier
-from ptmcli.pipeline.preprocess import resize_and_crop, to_batch
+from ptmcli.pixels.crop import resize_and_crop
 
 
 @pytest.mark.parametrize("size", [(301, 257), (224, 224), (640, 100), (100, 640), (233, 232)])

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ptmcli.models.device import DEVICE_HELP, PRECISION_HELP
 from ptmcli.models.runtimes import RUNTIME_HELP
-from ptmcli.pipeline.device import DEVICE_HELP, PRECISION_HELP
 from ptmcli.sinks.formats import FORMAT_HELP, Format
 
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help=DEVICE_HELP, envvar="PTM_DEVICE")]

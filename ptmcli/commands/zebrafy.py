@@ -16,6 +16,7 @@ from ptmcli.commands.options import (
     OfflineOpt,
     PrecisionOpt,
     ReportOpt,
+    RuntimeOpt,
     ShardOpt,
     WeightsOpt,
 )
@@ -32,6 +33,7 @@ def zebrafy(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    runtime: RuntimeOpt = "auto",
     compile: CompileOpt = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Same-size images per forward pass (large images always go one at a time).")] = 4,
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Write the input and the output next to each other.")] = False,
@@ -58,6 +60,8 @@ def zebrafy(
 
       ptm zebrafy photos/ -o zebras/ --precision bf16
 
+      ptm zebrafy photos/ -o zebras/ --runtime openvino
+
       ptm zebrafy photos/ -o zebras/ --report zebras.html
 
       ptm zebrafy photos/ -o zebras/ --shard 3/8 --skip-existing
@@ -68,7 +72,7 @@ def zebrafy(
 
     options = ZebrafyOptions(
         paths=tuple(paths), output=output, size=size, name=name, model=model, weights=weights, device=device,
-        precision=precision, compile=compile, batch_size=batch_size, side_by_side=side_by_side, force=force,
+        precision=precision, runtime=runtime, compile=compile, batch_size=batch_size, side_by_side=side_by_side, force=force,
         skip_existing=skip_existing, offline=offline, fail_fast=fail_fast, report=report,
         shard=shard, engine=engine, actors=actors,
     )

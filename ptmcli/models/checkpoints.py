@@ -14,7 +14,7 @@ from ptmcli.errors import WeightsInvalid
 if TYPE_CHECKING:
     import torch
 
-    from ptmcli.models.registry import ModelSpec
+    from ptmcli.models.spec import ModelSpec
 
 
 def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
@@ -42,7 +42,7 @@ def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
         if named is None:
             # A bare pickle (not torch.save's format) stops torch at its first opcode; read what
             # it would import without running it.
-            from ptmcli.tensorio.sniff import pickle_imports
+            from ptmcli.models.pickles import pickle_imports
 
             imports = pickle_imports(path)
             named = f"unpickling it would import {', '.join(imports)}" if imports else None

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 from ptmcli.errors import WeightsInvalid
 from ptmcli.models.checkpoints import build_with_weights
 from ptmcli.models.heads import head_module
-from ptmcli.models.registry import ModelSpec
-from ptmcli.pipeline.preprocess import load_for_model, to_batch
+from ptmcli.models.spec import ModelSpec
+from ptmcli.pixels.crop import load_for_model
+from ptmcli.pixels.recipes import Preprocess
 
 if TYPE_CHECKING:
     import numpy as np
@@ -99,6 +100,27 @@ class Classifier:
             if hook is not None:
                 hook.remove()
         return probs.cpu().numpy(), best.cpu().numpy(), embedding
+
+
+def to_batch(
+    arrays: list["np.ndarray"],
+    spec: Preprocess,
+    device: "torch.device",
+    dtype: "torch.dtype",
+) -> "torch.Tensor":
+    """uint8 HWC arrays -> normalised NCHW batch in channels_last memory order on `device`
+    (`pixels.crop.normalised_batch` in torch: the same operations in the same order)."""
+    import numpy as np
+    import torch
+
+    batch = torch.from_numpy(np.stack(arrays))
+    if device.type == "cuda":
+        batch = batch.pin_memory().to(device, non_blocking=True)
+    # NHWC storage viewed as NCHW is exactly channels_last: no copy, and convolutions prefer it.
+    batch = batch.permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(spec.mean, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=batch.device).view(1, 3, 1, 1)
+    return batch.sub_(mean).div_(std).to(dtype)
 
 
 def compile_frozen(model: "torch.nn.Module") -> "torch.nn.Module":

@@ -1,139 +1,63 @@
 """The horse -> zebra generator on files: decode, resize, pad, translate, crop back, in batches
-that fit the device's memory. The network itself is in cyclegan.py."""
+that fit the machine's memory. What computes the forward pass is a subclass: `Zebrafier` (torch,
+here) or the exported runtimes (runtimes/exported_generator.py); the pixels (pixels/translate.py),
+the memory budget and the one-at-a-time retry are the same for all. The network is in cyclegan.py.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-from torch.nn import functional as F
-
-from ptmcli.models.cyclegan import load_generator
-from ptmcli.pipeline.images import input_source, open_image
+from ptmcli.pixels.recipes import TranslatePreprocess
+from ptmcli.pixels.translate import Prepared, generator_input, generator_output, pad_amounts, prepare_image
+from ptmcli.pixels.translate import processed_size as processed_size
 
 if TYPE_CHECKING:
-    from typing import BinaryIO
-
     import numpy as np
-    from PIL import Image
+    import torch
 
-# The downsampling path halves each side twice, so the generator maps an H x W input to exactly
-# H x W only when both are multiples of 4.
-SIDE_MULTIPLE = 4
-# The 1/4-scale feature map must be wider than the residual blocks' reflection padding (1 pixel).
-MIN_SIDE = 8
 # Padded input pixels per forward pass. On the CPU a forward pass peaks near 900 bytes per pixel
 # (64-channel full-resolution maps plus convolution workspace): 2 megapixels is about 1.9 GB, and
 # a 3000 x 2000 photo (about 6 GB) runs on its own.
 DEFAULT_PIXEL_BUDGET = 1 << 21
+BOOK_RECIPE = TranslatePreprocess()
+SIDE_MULTIPLE = BOOK_RECIPE.side_multiple
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """One decoded input at the size it is processed: RGB (and alpha, if it had any), uint8 HWC."""
+class GeneratorBackend:
+    """Same-size pictures -> generator outputs of the same size, whatever runs the network.
 
-    rgb: "np.ndarray"
-    alpha: "np.ndarray | None"
+    Subclasses set `device`, `runtime`, `precision`, `bytes_per_pixel` and implement `_run`
+    (float32 NCHW in the pixel range -> float NCHW).
+    """
 
+    runtime = "torch"
+    precision = "fp32"
+    decode_workers = 1
+    device: "str | torch.device" = "cpu"
+    bytes_per_pixel = 14 * 64
 
-def processed_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """Short side to `short_side` as torchvision's Resize(int) does; 0 keeps the size."""
-    if short_side <= 0 or min(width, height) == short_side:
-        return width, height
-    if width <= height:
-        return short_side, max(1, int(short_side * height / width))
-    return max(1, int(short_side * width / height)), short_side
-
-
-def _alpha_channel(source: "str | BinaryIO", size: tuple[int, int]) -> "np.ndarray | None":
-    """The input's transparency at the processed size, or None for opaque images."""
-    import numpy as np
-    from PIL import Image, ImageOps
-
-    if not isinstance(source, str):
-        source.seek(0)
-    with Image.open(source) as image:
-        has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-            image.mode == "P" and "transparency" in image.info
-        )
-        if not has_alpha:
-            return None
-        if getattr(image, "n_frames", 1) > 1:
-            image.seek(0)
-        alpha = ImageOps.exif_transpose(image.convert("RGBA")).getchannel("A")
-    if alpha.size != size:
-        alpha = alpha.resize(size, Image.BILINEAR)
-    array = np.asarray(alpha)
-    return None if array.min() == 255 else array
-
-
-def prepare_image(path: str, short_side: int) -> Prepared:
-    """Decode (EXIF, any mode -> RGB on white), resize the short side; runs in the decode thread."""
-    import numpy as np
-    from PIL import Image
-
-    source = input_source(path)  # a URL is downloaded once, for the pixels and the alpha both
-    image: Image.Image = open_image(path, min_short_side=short_side or None, source=source)
-    size = processed_size(*image.size, short_side)
-    if size != image.size:
-        image = image.resize(size, Image.BILINEAR)
-    alpha = _alpha_channel(source, size)
-    return Prepared(rgb=np.asarray(image), alpha=alpha)
-
-
-def _pad_amounts(height: int, width: int) -> tuple[int, int]:
-    def padded(side: int) -> int:
-        return max(MIN_SIDE, math.ceil(side / SIDE_MULTIPLE) * SIDE_MULTIPLE)
-
-    return padded(height) - height, padded(width) - width
-
-
-def pad_for_generator(batch: torch.Tensor) -> torch.Tensor:
-    """Pad the bottom and right edges to sides the generator maps one-to-one (crop back after)."""
-    height, width = batch.shape[-2:]
-    pad_h, pad_w = _pad_amounts(height, width)
-    if not (pad_h or pad_w):
-        return batch
-    # Mirroring continues the picture's texture, so the borders normalise like the rest; it needs
-    # a side longer than the pad, so slivers a few pixels wide repeat their edge instead.
-    mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
-    return F.pad(batch, (0, pad_w, 0, pad_h), mode=mode)
-
-
-class Zebrafier:
-    """A horse -> zebra generator, loaded once, on one device."""
-
-    def __init__(self, weights_path: Path, device: "torch.device", short_side: int = 256,
-                 pixel_budget: int = DEFAULT_PIXEL_BUDGET, label: str = "the CycleGAN generator",
-                 dtype: "torch.dtype | None" = None, compile: bool = False):
-        self.device = device
+    def __init__(self, short_side: int = 256, pixel_budget: int = DEFAULT_PIXEL_BUDGET,
+                 recipe: TranslatePreprocess = BOOK_RECIPE):
         self.short_side = short_side
         self.pixel_budget = pixel_budget
-        self.dtype = dtype or torch.float32
-        # Weights cast, not autocast: InstanceNorm in bf16 is well within 8-bit output precision,
-        # and half-size weights and activations halve the memory traffic that dominates here.
-        self.model = load_generator(weights_path, label).to(device=device, dtype=self.dtype)
-        if compile:
-            from ptmcli.models.classifier import compile_frozen
+        self.recipe = recipe
 
-            self.model = compile_frozen(self.model)
-        # Measured peak on the CPU: about 14 bytes per pixel per base channel (896 at ngf 64).
-        self.bytes_per_pixel = 14 * self.model.model[1].out_channels
+    @property
+    def device_type(self) -> str:
+        return getattr(self.device, "type", str(self.device))
 
     def prepare(self, path: str) -> Prepared:
         return prepare_image(path, self.short_side)
 
     def translate(self, arrays: list["np.ndarray"]) -> list["np.ndarray"]:
         """Same-size uint8 HWC RGB arrays -> generator outputs of the same size."""
-
         height, width = arrays[0].shape[:2]
-        pad_h, pad_w = _pad_amounts(height, width)
+        pad_h, pad_w = pad_amounts(height, width, self.recipe)
         pixels = (height + pad_h) * (width + pad_w)
         per_pass = max(1, self.pixel_budget // pixels)
-        if self.device.type == "cpu":
+        if self.device_type == "cpu":
             # Refuse up front rather than be killed by the kernel's OOM killer halfway through.
             available = available_memory()
             need = self.bytes_per_pixel * pixels * min(per_pass, len(arrays))
@@ -145,18 +69,14 @@ class Zebrafier:
         return outputs
 
     def _forward(self, arrays: list["np.ndarray"]) -> list["np.ndarray"]:
-        import numpy as np
-
         height, width = arrays[0].shape[:2]
-        with torch.inference_mode():
-            batch = torch.from_numpy(np.stack(arrays)).to(self.device)
-            # CycleGAN was trained on ToTensor() then Normalize(0.5, 0.5): pixels in [-1, 1].
-            batch = batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous()
-            out = self.model(pad_for_generator(batch).to(self.dtype))[:, :, :height, :width].float()
-            # ...and its outputs mapped back with (y + 1) / 2 * 255.
-            out = out.add_(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
-            out = out.permute(0, 2, 3, 1).cpu().numpy()
-        return list(out)
+        return generator_output(self._run(generator_input(arrays, self.recipe)), height, width, self.recipe)
+
+    def _run(self, batch: "np.ndarray") -> "np.ndarray":
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Give cached device memory back before and after a retry (torch on a GPU)."""
 
     def translate_each(self, prepared: list[Prepared], paths: list[str]) -> list["np.ndarray | str"]:
         """Outputs of same-size inputs; for an input too large for the device, the message why.
@@ -166,32 +86,76 @@ class Zebrafier:
         """
         try:
             return self.translate([p.rgb for p in prepared])
-        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        except Exception as exc:
             if _too_large(exc) is None:
                 raise
         return [self._one_at_a_time(p, path) for p, path in zip(prepared, paths)]
 
     def _one_at_a_time(self, prepared: Prepared, path: str) -> "np.ndarray | str":
         """After a batch was too large: this input alone, or the message why it cannot be done."""
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        self._release()
         try:
             return self.translate([prepared.rgb])[0]
-        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        except Exception as exc:
             problem = _too_large(exc)
             if problem is None:
                 raise
             height, width = prepared.rgb.shape[:2]
-            where = {"cuda": "GPU", "cpu": "CPU"}.get(self.device.type, self.device.type.upper())
+            kind = self.device_type
+            where = {"cuda": "GPU", "cpu": "CPU"}.get(kind, kind.upper())
             fixes = "a smaller --size (e.g. --size 512)"
-            if self.device.type != "cpu":
+            if kind != "cpu":
                 fixes += " or --device cpu"
             what = f"out of {where} memory" if problem == "memory" else f"too large for the {where}'s kernels"
             detail = f" ({exc})" if isinstance(exc, MemoryError) and str(exc) else ""
             return f"{path}: {what} at {width}x{height}{detail}; try {fixes}"
         finally:
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+            self._release()
+
+
+class Zebrafier(GeneratorBackend):
+    """A horse -> zebra generator in torch, loaded once, on one device."""
+
+    def __init__(self, weights_path: Path, device: "torch.device", short_side: int = 256,
+                 pixel_budget: int = DEFAULT_PIXEL_BUDGET, label: str = "the CycleGAN generator",
+                 dtype: "torch.dtype | None" = None, compile: bool = False,
+                 recipe: TranslatePreprocess = BOOK_RECIPE):
+        import torch
+
+        from ptmcli.models.cyclegan import load_generator
+
+        super().__init__(short_side, pixel_budget, recipe)
+        self.device = device
+        self.dtype = dtype or torch.float32
+        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
+        # Weights cast, not autocast: InstanceNorm in bf16 is well within 8-bit output precision,
+        # and half-size weights and activations halve the memory traffic that dominates here.
+        self.model = load_generator(weights_path, label).to(device=device, dtype=self.dtype)
+        # Measured peak on the CPU: about 14 bytes per pixel per base channel (896 at ngf 64).
+        self.bytes_per_pixel = 14 * self.model.model[1].out_channels
+        if compile:
+            from ptmcli.models.classifier import compile_frozen
+
+            self.model = compile_frozen(self.model)
+
+    @property
+    def decode_workers(self) -> int:
+        import os
+
+        return 1 if self.device_type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
+
+    def _run(self, batch: "np.ndarray") -> "np.ndarray":
+        import torch
+
+        with torch.inference_mode():
+            tensor = torch.from_numpy(batch).to(self.device, self.dtype)
+            return self.model(tensor).float().cpu().numpy()
+
+    def _release(self) -> None:
+        if self.device_type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
 
 
 def available_memory() -> int | None:
@@ -206,12 +170,16 @@ def available_memory() -> int | None:
     return None
 
 
+_NO_MEMORY = ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate",
+              "bad_alloc", "bad allocation")
+
+
 def _too_large(exc: BaseException) -> str | None:
     """'memory' or 'indexing' when `exc` says the input was too big for the device, else None."""
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return "memory"
     text = str(exc)
-    if "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text:
+    if any(words in text.lower() for words in _NO_MEMORY):
         return "memory"
     # CUDA kernels that index with 32 bits refuse tensors over 2**31 elements (64 channels of a
     # 6000 x 6000 picture) whatever memory is free.

@@ -9,7 +9,7 @@ from ptmcli.errors import UsageProblem
 if TYPE_CHECKING:
     from torch import nn
 
-    from ptmcli.models.registry import ModelSpec
+    from ptmcli.models.spec import ModelSpec
 
 
 def _no_head(spec: "ModelSpec") -> UsageProblem:

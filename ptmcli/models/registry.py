@@ -13,285 +13,47 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
-from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ptmcli.errors import UnknownModel
+from ptmcli.models.spec import (
+    CLASSIFY,
+    TASKS,
+    TRANSLATE,
+    ModelSpec,
+    Preprocess,
+    Registry,
+    TranslatePreprocess,
+    WeightFile,
+)
+from ptmcli.models.torchvision_models import torchvision_spec
+from ptmcli.models.torchvision_quirks import (
+    TORCHVISION_QUIRKS,
+    TorchvisionQuirk,
+    imagenet_categories,
+    torchvision_quirk,
+)
+
+# What callers import from here: the catalogue below, and the spec types it is made of.
+__all__ = [
+    "CLASSIFY", "TRANSLATE", "TASKS", "WeightFile", "ModelSpec", "Registry", "Preprocess", "TranslatePreprocess",
+    "TORCHVISION_QUIRKS", "TorchvisionQuirk", "imagenet_categories", "torchvision_quirk", "torchvision_spec",
+    "DEFAULT_CLASSIFIER", "DEFAULT_GENERATOR", "BOOK_GENERATOR_SHAPE", "EFFICIENTNET_LITE0", "HORSE2ZEBRA",
+    "HORSE2ZEBRA_CYCLEGAN", "generator_spec", "register", "get_model", "get_classifier", "get_generator",
+    "list_models", "model_names", "offline_alternative", "package_file_path", "known_weight_files",
+    "get_weight_file",
+]
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import torch
-
-CLASSIFY = "classify"  # image -> ImageNet class probabilities
-TRANSLATE = "translate"  # image -> image (CycleGAN)
-TASKS = (CLASSIFY, TRANSLATE)
 
 DEFAULT_CLASSIFIER = "resnet101"
 DEFAULT_GENERATOR = "horse2zebra"
 
 
-@dataclass(frozen=True)
-class WeightFile:
-    """A weight file ptm knows: where it comes from and how to recognise a good copy."""
-
-    name: str  # the registry key, e.g. "resnet101"
-    filename: str  # e.g. "resnet101-cd907fc2.pth"
-    url: str | None = None
-    sha256: str | None = None  # full digest, when published
-    # torchvision names its files "<arch>-<first 8+ hex digits of sha256>.pth"
-    sha256_prefix: str | None = None
-    # The SHA-1 git records for the file's blob (`git hash-object FILE`), where a repository that
-    # holds the file is the best record of its content; a copy matching it or the SHA-256 is good.
-    git_blob_sha1: str | None = None
-    size: int | None = None
-    license: str = ""
-    source: str = ""
-    # Where an installed Python package ships the file: (import name, path inside the package)
-    package_file: tuple[str, str] | None = None
-    install_hint: str = ""
-
-    @property
-    def published(self) -> bool:
-        """Whether its publisher records its content (any digest), so a copy can be checked."""
-        return bool(self.sha256 or self.sha256_prefix or self.git_blob_sha1)
-
-    @property
-    def ships_with_ptm(self) -> bool:
-        """Installed with ptm's dependencies: usable with no network."""
-        return self.package_file is not None
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """A classifier's input: resize the short side, centre-crop, scale to [0, 1], (x - mean) / std."""
-
-    resize: int
-    crop: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str = "bilinear"
-
-
-@dataclass(frozen=True)
-class TranslatePreprocess:
-    """A generator's input: resize the short side (0 keeps the size), pixels mapped to `pixel_range`."""
-
-    short_side: int = 256
-    pixel_range: tuple[float, float] = (-1.0, 1.0)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model ptm can run: its task, weight file, preprocessing, and how to build and load it."""
-
-    name: str
-    task: str  # CLASSIFY or TRANSLATE
-    weights: WeightFile
-    preprocess: Preprocess | TranslatePreprocess
-    # The network with the weight file's layout, weights not loaded (torch imported inside).
-    build: Callable[[], "torch.nn.Module"] = field(repr=False, compare=False)
-    # Class names, one per output (classifiers).
-    categories: Callable[[], list[str]] | None = field(default=None, repr=False, compare=False)
-    # Module name of the Linear layer that maps the embedding to class scores (`model.get_submodule`);
-    # None where the classifier is not a Linear layer (SqueezeNet's is a convolution).
-    head: str | None = None
-    num_params: int | None = None
-    acc1: float | None = None
-    acc5: float | None = None
-    gflops: float | None = None
-    # Fixes older published key names to the current module layout (torchvision's DenseNet).
-    fix_state_dict: Callable[[dict], dict] | None = field(default=None, repr=False, compare=False)
-    # Modules present while loading weights but unused at inference (Inception's aux heads).
-    after_load: Callable[["torch.nn.Module"], None] | None = field(default=None, repr=False, compare=False)
-    # Generators: (ngf, n_blocks) the published file must have.
-    generator_shape: tuple[int, int] | None = None
-    # Raises WeightsInvalid unless the file loads into this network: what `ptm weights add` checks
-    # beyond the hash (and instead of it, for a file with none published).
-    check_loads: Callable[["Path"], None] | None = field(default=None, repr=False, compare=False)
-    note: str = ""
-
-    @property
-    def weights_ship_with_ptm(self) -> bool:
-        return self.weights.ships_with_ptm
-
-
-class Registry:
-    """Specs by name. A name or a weight file registered twice is refused: weight files are looked
-    up by the model's name, cached under their file name, and pinned by file name."""
-
-    def __init__(self, specs: Iterable[ModelSpec] = ()):
-        self._specs: dict[str, ModelSpec] = {}
-        self._by_filename: dict[str, ModelSpec] = {}
-        for spec in specs:
-            self.add(spec)
-
-    def add(self, spec: ModelSpec) -> None:
-        if spec.task not in TASKS:
-            raise ValueError(f"model {spec.name!r}: task {spec.task!r} is not one of {TASKS}")
-        if spec.weights.name != spec.name:
-            raise ValueError(f"model {spec.name!r}: its weight file is named {spec.weights.name!r}")
-        if spec.name in self._specs:
-            raise ValueError(f"model {spec.name!r} is registered twice")
-        other = self._by_filename.get(spec.weights.filename)
-        if other is not None:
-            raise ValueError(f"models {other.name!r} and {spec.name!r} both use {spec.weights.filename}")
-        self._specs[spec.name] = spec
-        self._by_filename[spec.weights.filename] = spec
-
-    def get(self, name: str) -> ModelSpec | None:
-        return self._specs.get(name)
-
-    def by_filename(self, filename: str) -> ModelSpec | None:
-        return self._by_filename.get(filename)
-
-    def specs(self, task: str | None = None, pattern: str | None = None) -> list[ModelSpec]:
-        """Classifiers, then generators, each sorted by name; `pattern` is a glob on the name."""
-        return [
-            s for t in ((task,) if task else TASKS)
-            for s in sorted((s for s in self._specs.values() if s.task == t), key=lambda s: s.name)
-            if not pattern or fnmatch.fnmatch(s.name, pattern)
-        ]
-
-
 # --- torchvision classifiers -------------------------------------------------------------
-
-_TORCHVISION_LICENSE = "BSD-3-Clause (torchvision); see each model's recipe for its training data terms"
-
-
-@lru_cache(maxsize=1)
-def imagenet_categories() -> list[str]:
-    """torchvision's ImageNet class names, read from its source without importing it.
-
-    Importing torchvision costs over a second (it pulls in torch._dynamo); listing models and
-    naming one need only this list, so the offline path starts that much sooner.
-    """
-    import ast
-    import importlib.util
-
-    spec = importlib.util.find_spec("torchvision")
-    if spec is not None and spec.submodule_search_locations:
-        meta = os.path.join(list(spec.submodule_search_locations)[0], "models", "_meta.py")
-        try:
-            for node in ast.parse(open(meta, encoding="utf-8").read()).body:
-                if isinstance(node, ast.Assign) and any(
-                    getattr(t, "id", None) == "_IMAGENET_CATEGORIES" for t in node.targets
-                ):
-                    names = ast.literal_eval(node.value)
-                    if isinstance(names, list) and len(names) == 1000:
-                        return names
-        except (OSError, SyntaxError, ValueError):
-            pass
-    from torchvision.models import ResNet50_Weights
-
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def _densenet_keys(state_dict: dict) -> dict:
-    # torchvision's DenseNet checkpoints predate the module names ("norm.1" vs "norm1");
-    # torchvision itself rewrites them with this pattern in densenet._load_state_dict.
-    import re
-
-    pattern = re.compile(
-        r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
-    )
-    fixed = {}
-    for key, value in state_dict.items():
-        match = pattern.match(key)
-        fixed[match.group(1) + match.group(2) if match else key] = value
-    return fixed
-
-
-def _drop_aux_heads(model) -> None:
-    # torchvision's inception_v3/googlenet builders load with aux heads, then discard them.
-    model.aux_logits = False
-    for name in ("AuxLogits", "aux1", "aux2"):
-        if hasattr(model, name):
-            setattr(model, name, None)
-
-
-@dataclass(frozen=True)
-class TorchvisionQuirk:
-    """What torchvision's builder does, given its weights, beyond `get_model(name, weights=None)`."""
-
-    # Builder arguments it derives from the weights' metadata.
-    build_kwargs: Callable[[dict], dict] = field(default=lambda meta: {}, compare=False)
-    fix_state_dict: Callable[[dict], dict] | None = field(default=None, compare=False)
-    after_load: Callable[["torch.nn.Module"], None] | None = field(default=None, compare=False)
-
-
-_AUX_HEADS = TorchvisionQuirk(
-    build_kwargs=lambda meta: {"transform_input": True, "aux_logits": True, "init_weights": False},
-    after_load=_drop_aux_heads,
-)
-_IMAGE_SIZE = TorchvisionQuirk(build_kwargs=lambda meta: {"image_size": meta["min_size"][0]})
-
-# The one place model names are tested: tests/test_registry.py checks every key is a torchvision
-# model and every build against torchvision's own for its weights.
-TORCHVISION_QUIRKS: dict[str, TorchvisionQuirk] = {
-    "inception_v3": _AUX_HEADS,
-    "googlenet": _AUX_HEADS,
-    **dict.fromkeys(("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"), _IMAGE_SIZE),
-    "maxvit_t": TorchvisionQuirk(build_kwargs=lambda meta: {"input_size": tuple(meta["min_size"])}),
-    **dict.fromkeys(("densenet121", "densenet161", "densenet169", "densenet201"),
-                    TorchvisionQuirk(fix_state_dict=_densenet_keys)),
-}
-_NO_QUIRK = TorchvisionQuirk()
-
-
-def torchvision_quirk(name: str) -> TorchvisionQuirk:
-    return TORCHVISION_QUIRKS.get(name, _NO_QUIRK)
-
-
-def torchvision_spec(name: str, row: dict) -> ModelSpec:
-    """A spec from one row of the torchvision table (or one made live from installed metadata)."""
-    quirk = torchvision_quirk(name)
-    kwargs = dict(row["build_kwargs"])
-
-    def build():
-        from torchvision.models import get_model as torchvision_model
-
-        try:
-            return torchvision_model(name, weights=None, **kwargs)
-        except ValueError:
-            # The table may list a model an older torchvision does not have.
-            import torchvision
-
-            raise UnknownModel(
-                f"{name} is not in the installed torchvision {torchvision.__version__}",
-                ["upgrade torchvision (pip install -U torchvision), or pick another model from `ptm models`"],
-            ) from None
-
-    size_mb = row.get("file_size_mb")
-    license_text = _TORCHVISION_LICENSE + (f"; weights: {row['license']}" if row.get("license") else "")
-    return ModelSpec(
-        name=name,
-        task=CLASSIFY,
-        weights=WeightFile(
-            name=name,
-            filename=row["filename"],
-            url=row["url"],
-            sha256_prefix=row["sha256_prefix"],
-            license=license_text,
-            source=f"torchvision {row['weights']} ({row['recipe']})",
-            install_hint=f"about {size_mb:.0f} MB" if size_mb else "",
-        ),
-        preprocess=Preprocess(
-            resize=row["resize"], crop=row["crop"], mean=tuple(row["mean"]), std=tuple(row["std"]),
-            interpolation=row["interpolation"],
-        ),
-        build=build,
-        categories=imagenet_categories,
-        head=row["head"],
-        num_params=row["num_params"],
-        acc1=row["acc1"],
-        acc5=row["acc5"],
-        gflops=row["gflops"],
-        fix_state_dict=quirk.fix_state_dict,
-        after_load=quirk.after_load,
-    )
-
 
 def _installed_torchvision_version() -> str | None:
     import importlib.metadata

@@ -51,7 +51,7 @@ def _head_name(name: str, build_kwargs: dict, num_classes: int) -> str | None:
     from torchvision.models import get_model
 
     from ptmcli.models.checkpoints import build_on_meta
-    from ptmcli.models.registry import torchvision_quirk
+    from ptmcli.models.torchvision_quirks import torchvision_quirk
 
     model = build_on_meta(lambda: get_model(name, weights=None, **build_kwargs))
     after_load = torchvision_quirk(name).after_load
@@ -66,7 +66,7 @@ def row(name: str) -> dict:
     """One classifier's entry, from its DEFAULT weights."""
     from torchvision.models import get_model_weights
 
-    from ptmcli.models.registry import imagenet_categories, torchvision_quirk
+    from ptmcli.models.torchvision_quirks import imagenet_categories, torchvision_quirk
 
     weights = get_model_weights(name).DEFAULT
     meta = weights.meta

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import os
 import shutil
-import time
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,21 @@ from typing import Callable
 from ptmcli.atomic import replacing
 from ptmcli.downloads import open_url
 from ptmcli.errors import DownloadFailed, OutputExists, WeightsInvalid, WeightsNotFound
+from ptmcli.models.digests import (  # noqa: F401 - re-exported: callers find every weight-file job here
+    _HASHERS,
+    GIT_BLOB,
+    SHA256,
+    _cache_home,
+    atomic_write_bytes,
+    file_digest,
+    file_sha256,
+    git_blob_sha1_of,
+    pin,
+    pinned_sha256,
+    remember_sha256,
+    remembered_digest,
+    sha256_of,
+)
 from ptmcli.models.registry import WeightFile, known_weight_files, offline_alternative, package_file_path
 
 _CHUNK = 1 << 20
@@ -43,10 +56,6 @@ _CHUNK = 1 << 20
 
 def offline_requested(flag: bool = False) -> bool:
     return flag or os.environ.get("PTM_OFFLINE", "") not in ("", "0", "false", "no")
-
-
-def _cache_home() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
 def user_cache_dir() -> Path:
@@ -108,126 +117,6 @@ def find(weight: WeightFile) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-# --- hashing, with a memo so a 170 MB file is hashed once, not on every run ---------------
-
-SHA256 = "sha256"
-GIT_BLOB = "git_blob_sha1"  # what `git hash-object` prints: SHA-1 of b"blob <size>\0" + content
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def git_blob_sha1_of(path: Path) -> str:
-    """The id git gives the file's content as a blob (`git hash-object FILE`)."""
-    with open(path, "rb") as handle:
-        digest = hashlib.sha1(b"blob %d\0" % os.fstat(handle.fileno()).st_size)
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-_HASHERS = {SHA256: sha256_of, GIT_BLOB: git_blob_sha1_of}
-
-
-def _memo_path() -> Path:
-    return _cache_home() / "ptm" / "verified.json"
-
-
-def _read_memo() -> dict:
-    try:
-        memo = json.loads(_memo_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return memo if isinstance(memo, dict) else {}
-
-
-def _write_memo(memo: dict) -> None:
-    try:
-        atomic_write_bytes(_memo_path(), json.dumps(memo, indent=1, sort_keys=True).encode())
-    except OSError:
-        pass  # a read-only cache only costs a re-hash next time
-
-
-def _fresh_entry(memo: dict, path: Path, stat: os.stat_result) -> dict | None:
-    entry = memo.get(str(path.resolve()))
-    if isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
-        return entry
-    return None
-
-
-def file_digest(path: Path, kind: str = SHA256, reread: bool = False) -> str:
-    """`kind` (SHA256 or GIT_BLOB) of `path`, remembered by (size, mtime) so an unchanged file is
-    read once; `reread` ignores (and refreshes) what was remembered."""
-    stat = path.stat()
-    memo = _read_memo()
-    entry = None if reread else _fresh_entry(memo, path, stat)
-    if entry is not None and kind in entry:
-        return entry[kind]
-    digest = _HASHERS[kind](path)
-    entry = entry or {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    entry[kind] = digest
-    memo[str(path.resolve())] = entry
-    _write_memo(memo)
-    return digest
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of `path`, remembered by (size, mtime) so unchanged files are not re-read."""
-    return file_digest(path, SHA256)
-
-
-def remember_sha256(digests: dict[Path, str]) -> None:
-    """Record the SHA-256 of files ptm itself just wrote and hashed (under another name, before a
-    rename), so the next run need not read them again."""
-    memo = _read_memo()
-    for path, digest in digests.items():
-        stat = path.stat()
-        memo[str(path.resolve())] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, SHA256: digest}
-    _write_memo(memo)
-
-
-def remembered_digest(path: Path, kind: str = SHA256) -> str | None:
-    """The memo's digest for `path` if the file is unchanged since it was hashed; never reads it."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    entry = _fresh_entry(_read_memo(), path, stat)
-    return entry.get(kind) if entry else None
-
-
-# --- pins: the SHA-256 ptm saw for files whose publisher gives none ------------------------------
-
-def _pins_path() -> Path:
-    return _cache_home() / "ptm" / "pinned.json"
-
-
-def _read_pins() -> dict:
-    try:
-        pins = json.loads(_pins_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return pins if isinstance(pins, dict) else {}
-
-
-def pinned_sha256(weight: WeightFile) -> str | None:
-    entry = _read_pins().get(weight.filename)
-    return entry.get("sha256") if isinstance(entry, dict) else None
-
-
-def pin(weight: WeightFile, digest: str, size: int, origin: str) -> None:
-    """Remember `digest` as the one acceptable content of `weight` (trust on first use)."""
-    pins = _read_pins()
-    pins[weight.filename] = {"name": weight.name, "sha256": digest, "size": size, "origin": origin,
-                             "pinned": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_write_bytes(_pins_path(), json.dumps(pins, indent=1, sort_keys=True).encode())
 
 
 # --- checks: a copy is good when it passes any one of them ---------------------------------------
@@ -555,9 +444,3 @@ def atomic_copy(source: Path, destination: Path) -> None:
             shutil.copyfileobj(src, out, _CHUNK)
             out.flush()
             os.fsync(out.fileno())
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as tmp:
-        tmp.write_bytes(data)

@@ -8,7 +8,7 @@ both give the same rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 from ptmcli.pipeline.batching import Loaded, load_failed, prefetch_batches
 from ptmcli.pipeline.engines.contract import ChoiceJob
@@ -18,6 +18,8 @@ from ptmcli.results import BatchOutput, Classification, Prediction
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ptmcli.models.backends import BackendChoice
 
 
 class ClassifierBackend(Protocol):
@@ -79,14 +81,6 @@ def classify_batches(
         batches.close()
 
 
-def top_indices(probs: "np.ndarray", top: int) -> "np.ndarray":
-    """Best `top` classes per row, most probable first (ties: the lower class index first), for
-    runtimes without a top-k of their own."""
-    import numpy as np
-
-    return np.argsort(-probs, axis=1, kind="stable")[:, :min(top, probs.shape[1])]
-
-
 def top_predictions(probs: "np.ndarray", order: "np.ndarray",
                     categories: Sequence[str]) -> list[tuple[Prediction, ...]]:
     return [
@@ -132,7 +126,7 @@ class ClassifyJob(ChoiceJob):
     """Classification as an engine runs it: a picklable recipe (`choice`) that opens the backend,
     and what to compute per batch. A Ray actor is given this and computes what the driver would."""
 
-    choice: Any  # pipeline/loading.ClassifierChoice (loading imports this module for its types)
+    choice: "BackendChoice"
     top: int
     batch_size: int
     pad_to: int
@@ -140,11 +134,6 @@ class ClassifyJob(ChoiceJob):
     features: bool = False
     fail_fast: bool = False
     categories: tuple[str, ...] = ()  # the spec's, for results that come back from elsewhere
-
-    def open(self) -> ClassifierBackend:
-        from ptmcli.pipeline.loading import load_classifier
-
-        return load_classifier(self.choice)
 
     def batches(self, backend: ClassifierBackend,
                 work: Sequence[tuple[int, InputItem]]) -> Iterator[tuple[list[int], BatchOutput]]:

@@ -123,17 +123,14 @@ def _inputs(options: ClassifyOptions, stdin: TextIO | None, shard):
 
 def open_classifier(options: ClassifyOptions, inputs: int):
     """(spec, the choice made, the backend if choosing loaded it): the one call into the model layer."""
-    from ptmcli.models import weights as weight_files
     from ptmcli.models.registry import get_classifier
-    from ptmcli.pipeline.loading import ClassifierChoice, choose_classifier, locate_weights
+    from ptmcli.pipeline.loading import open_model
 
     spec = get_classifier(options.model)
-    weights_path = locate_weights(spec.weights, options.weights, options.offline)
-    choice, backend = choose_classifier(
-        ClassifierChoice(model=spec.name, weights_path=weights_path,
-                         weights_sha256=weight_files.file_sha256(weights_path), device=options.device,
-                         precision=options.precision, compile=options.compile, exact_decode=options.exact_decode),
-        options.runtime, inputs=inputs)
+    choice, backend = open_model(spec, options.weights, options.offline, device=options.device,
+                                 precision=options.precision, runtime=options.runtime, work=inputs,
+                                 compile=options.compile, exact_decode=options.exact_decode,
+                                 load=options.engine == "local")
     return spec, choice, backend
 
 

@@ -112,8 +112,9 @@ def _units(sources: Sequence[_Source], spec, batch_size: int) -> Iterator[tuple[
 
 def _decoded_images(images: Sequence[_Source], spec, batch_size: int) -> Iterator:
     """Each image source's normalised crop (a batching.Loaded), in order, decoded ahead."""
+    from ptmcli.models.classifier import to_batch
     from ptmcli.pipeline.batching import prefetch_batches
-    from ptmcli.pipeline.preprocess import load_for_model, to_batch
+    from ptmcli.pixels.crop import load_for_model
 
     named = {s.path for s in images if s.named}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
 from ptmcli.downloads import SCHEMES, url_scheme
-from ptmcli.errors import InputError, NoInputs
+from ptmcli.errors import InputError, NoInputs, unreadable  # noqa: F401 - unreadable: importers' old name
 
 # Lower-cased; matched against the suffix in any case (.JPG, .Jpeg, ...).
 IMAGE_EXTENSIONS = frozenset(
@@ -122,16 +122,3 @@ def nothing_to_do(inputs: list[KeyedInput], verb: str) -> NoInputs | None:
         return NoInputs(f"no images to {verb}", hint)
     names = ", ".join(entry.item.path for entry in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
     return NoInputs(f"no images to {verb}: {names}: {EMPTY_FOLDER}", hint)
-
-
-def unreadable(path: str, exc: OSError) -> InputError:
-    """The one-line reason a user's file could not be opened or read."""
-    if isinstance(exc, FileNotFoundError):
-        reason = "no such file"
-    elif isinstance(exc, IsADirectoryError):
-        reason = "is a directory"
-    elif isinstance(exc, PermissionError):
-        reason = "permission denied"
-    else:
-        reason = f"cannot read ({exc.strerror or exc})"
-    return InputError(f"{path}: {reason}")

@@ -8,7 +8,6 @@ actor over the inputs Ray hands it; either way the same padding and the same `--
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ptmcli.pipeline.batching import load_failed, prefetch_batches
@@ -20,10 +19,11 @@ from ptmcli.results import BatchOutput, Translation
 if TYPE_CHECKING:
     import numpy as np
 
-    from ptmcli.models.generator import Zebrafier
+    from ptmcli.models.backends import BackendChoice
+    from ptmcli.models.generator import GeneratorBackend
 
 
-def translate_batches(zebra: "Zebrafier", items: Sequence[InputItem], batch_size: int,
+def translate_batches(zebra: "GeneratorBackend", items: Sequence[InputItem], batch_size: int,
                       fail_fast: bool = False) -> Iterator[list[Translation]]:
     """Translations batch by batch, in input order; failed inputs carry their error. With
     `fail_fast`, nothing after the first failed input is computed."""
@@ -52,40 +52,14 @@ def translate_batches(zebra: "Zebrafier", items: Sequence[InputItem], batch_size
 
 
 @dataclass(frozen=True)
-class GeneratorRecipe:
-    """Everything that decides which pictures a generator computes; plain values, so a Ray actor
-    can be given it and open the same generator."""
-
-    weights_path: Path
-    label: str
-    device: str = "auto"
-    precision: str = "fp32"
-    size: int = 256
-    compile: bool = False
-
-
-def open_generator(recipe: GeneratorRecipe) -> "Zebrafier":
-    """The one call into the model layer for zebrafy."""
-    from ptmcli.models.generator import Zebrafier
-    from ptmcli.pipeline.device import resolve_device_and_precision
-
-    device, dtype = resolve_device_and_precision(recipe.device, recipe.precision)
-    return Zebrafier(recipe.weights_path, device, short_side=recipe.size, label=recipe.label, dtype=dtype,
-                     compile=recipe.compile)
-
-
-@dataclass(frozen=True)
 class ZebrafyJob(ChoiceJob):
     """Translation as an engine runs it (see pipeline/engines)."""
 
-    choice: GeneratorRecipe
+    choice: "BackendChoice"
     batch_size: int
     fail_fast: bool = False
 
-    def open(self) -> "Zebrafier":
-        return open_generator(self.choice)
-
-    def batches(self, backend: "Zebrafier",
+    def batches(self, backend: "GeneratorBackend",
                 work: Sequence[tuple[int, InputItem]]) -> Iterator[tuple[list[int], BatchOutput]]:
         rows = [row for row, _ in work]
         cursor = 0
@@ -97,7 +71,7 @@ class ZebrafyJob(ChoiceJob):
         finally:
             batches.close()
 
-    def to_columns(self, backend: "Zebrafier", outputs: list[tuple[list[int], BatchOutput]]) -> dict:
+    def to_columns(self, backend: "GeneratorBackend", outputs: list[tuple[list[int], BatchOutput]]) -> dict:
         """Pictures as raw bytes and their sizes: Ray Data's columns hold arrays of one shape."""
         import numpy as np
 

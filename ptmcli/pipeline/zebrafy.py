@@ -21,6 +21,9 @@ from ptmcli.sinks.images import DEFAULT_NAME
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from ptmcli.models.backends import BackendChoice
+    from ptmcli.models.generator import GeneratorBackend
+
 __all__ = ["ZebrafyOptions", "plan", "run_zebrafy", "translate_batches"]  # translate_batches: its old home
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +36,7 @@ class ZebrafyOptions:
     weights: str | None = None
     device: str = "auto"
     precision: str = "fp32"
+    runtime: str = "auto"
     compile: bool = False
     batch_size: int = 4
     side_by_side: bool = False
@@ -76,30 +80,39 @@ def plan(options: ZebrafyOptions, stdin: TextIO | None) -> list[tuple[InputItem,
     return jobs
 
 
-def _provenance(options: ZebrafyOptions, weights_path: "Path", engine) -> list[tuple[str, str]]:
-    from ptmcli.models import weights as weight_files
-    from ptmcli.models.generator import SIDE_MULTIPLE
+def _provenance(options: ZebrafyOptions, choice: "BackendChoice", engine) -> list[tuple[str, str]]:
+    from ptmcli.models.runtimes import label
 
-    zebra = engine.backend  # None on Ray: the actors hold the generators
-    dtype = options.precision if zebra is None else str(zebra.dtype).replace("torch.", "")
-
+    recipe = choice.spec.preprocess
+    low, high = recipe.pixel_range
     size = f"short side to {options.size} px (bilinear)" if options.size else "full resolution"
-    return [("model", options.model), ("weights file", weights_path.name),
-            ("weights SHA-256", weight_files.file_sha256(weights_path)),
-            ("preprocessing", f"{size}; padded to a multiple of {SIDE_MULTIPLE} px by reflection, cropped back; "
-                              "pixels scaled to [-1, 1]"),
-            ("precision", f"{options.precision} ({dtype})"), ("device", engine.device),
-            ("engine", options.engine), ("runtime", "PyTorch")]
+    return [("model", options.model), ("weights file", choice.weights_path.name),
+            ("weights SHA-256", choice.weights_sha256),
+            ("preprocessing", f"{size}; padded to a multiple of {recipe.side_multiple} px by reflection, cropped "
+                              f"back; pixels scaled to [{low:g}, {high:g}]"),
+            ("precision", choice.precision), ("device", engine.device), ("engine", options.engine),
+            ("runtime", label(choice.runtime))]
+
+
+def open_generator(options: ZebrafyOptions, inputs: list[str]) -> tuple["BackendChoice", "GeneratorBackend | None"]:
+    """The generator for this run, its runtime chosen for the megapixels of `inputs` (None on Ray:
+    the actors open it): the one call into the model layer."""
+    from ptmcli.models.registry import get_generator
+    from ptmcli.pipeline.loading import open_model
+    from ptmcli.pixels.translate import megapixels
+
+    spec = get_generator(options.model)
+    return open_model(spec, options.weights, options.offline, device=options.device, precision=options.precision,
+                      runtime=options.runtime, work=megapixels(inputs, options.size, spec.preprocess),
+                      compile=options.compile, short_side=options.size, load=options.engine == "local")
 
 
 def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Zebrafy every input; returns the exit code (0, 1 some failed, 128+N stopped by signal N)."""
     from ptmcli import startup
-    from ptmcli.models.registry import get_generator
     from ptmcli.pipeline.engines import check_engine, open_engine
-    from ptmcli.pipeline.loading import locate_weights
     from ptmcli.pipeline.run import Loop, run
-    from ptmcli.pipeline.translation import GeneratorRecipe, ZebrafyJob
+    from ptmcli.pipeline.translation import ZebrafyJob
     from ptmcli.sinks.images import ImageSink
 
     report_path = None
@@ -109,16 +122,9 @@ def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: Te
         report_path = check_report(options.report)
     check_engine(options.engine, options.actors)
     jobs = plan(options, stdin)
-    weight = get_generator(options.model).weights
-    if options.engine == "local":
-        from ptmcli.pipeline.device import resolve_device_and_precision
-
-        resolve_device_and_precision(options.device, options.precision)  # refused before any download
-    weights_path = locate_weights(weight, options.weights, options.offline)
-    recipe = GeneratorRecipe(weights_path, f"the {weight.name} generator", options.device, options.precision,
-                             options.size, options.compile)
-    engine = open_engine(options.engine, ZebrafyJob(recipe, options.batch_size, options.fail_fast),
-                         options.actors)
+    choice, zebra = open_generator(options, [item.path for item, _ in jobs if item.error is None])
+    engine = open_engine(options.engine, ZebrafyJob(choice, options.batch_size, options.fail_fast),
+                         options.actors, zebra)
     startup.loaded()
 
     targets = [target for _, target in jobs]
@@ -127,7 +133,7 @@ def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: Te
     if report_path is not None:
         from ptmcli.sinks.report import ZebrafyReport
 
-        sinks.append(ZebrafyReport(report_path, len(jobs), _provenance(options, weights_path, engine), targets))
+        sinks.append(ZebrafyReport(report_path, len(jobs), _provenance(options, choice, engine), targets))
     with closing(engine):
         outcome = run(engine.run([(row, item) for row, (item, _) in enumerate(jobs)]), sinks,
                       Loop("zebrafying", len(jobs), options.fail_fast, stdout_free=False))

@@ -73,7 +73,7 @@ def array_thumbnail(pixels: "np.ndarray") -> bytes:
 
 def file_thumbnail(path: str) -> bytes | None:
     """A thumbnail of an input as a person sees it (EXIF turned), or None if it cannot be read."""
-    from ptmcli.pipeline.images import open_image
+    from ptmcli.pixels.decode import open_image
 
     try:
         # JPEG draft decoding at about the thumbnail's size: most of a photo's decoding is skipped.
@@ -143,7 +143,7 @@ class ClassifyReport:
 
     def __init__(self, path: Path, paths: Sequence[str], provenance: Sequence[tuple[str, str]],
                  previous: dict[int, Classification] | None = None, timed: bool = True):
-        from ptmcli.pipeline.images import keep_recent_downloads
+        from ptmcli.downloads import keep_recent_downloads
 
         self.timed = timed
         self.path = path

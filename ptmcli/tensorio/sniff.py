@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import zipfile
 
-from ptmcli.errors import InputError
-from ptmcli.pipeline.inputs import unreadable
+from ptmcli.errors import InputError, unreadable
+from ptmcli.models.pickles import pickle_imports
 
 # Format names (the keys of readers.READERS) and how messages and summaries call them.
 FORMAT_LABELS = {
@@ -25,10 +25,6 @@ FORMAT_LABELS = {
 # torch.save's legacy format starts with a pickled magic number: LONG1 0x1950a86a20f9469cfc6c.
 _TORCH_LEGACY_MAGIC = bytes.fromhex("8a0a6cfc9c46f9206aa85019")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-# pickletools reads this much of a bare pickle to name what it would import.
-_PICKLE_SCAN_BYTES = 16 * 1024 * 1024
-
-
 def detect_format(path: str) -> str:
     """The format of a file that must be a tensor file; anything else is an InputError."""
     fmt = sniff_format(path)
@@ -105,26 +101,3 @@ def _pickle_refusal(path: str) -> str:
     what = f"; unpickling it would import {', '.join(imports)}" if imports else ""
     return (f"{path}: refused: a Python pickle, not a tensor file{what}. ptm never unpickles "
             "arbitrary objects, since that can run code")
-
-
-def pickle_imports(path: str | os.PathLike) -> list[str]:
-    """What a pickle would import, in order, without unpickling it (pickletools only reads opcodes)."""
-    import pickletools
-
-    imports: list[str] = []
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(_PICKLE_SCAN_BYTES)
-        strings: list[str] = []
-        for opcode, arg, _ in pickletools.genops(data):
-            if opcode.name in ("GLOBAL", "INST") and isinstance(arg, str):
-                imports.append(arg.replace(" ", "."))
-            elif opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings.append(arg)
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                imports.append(f"{strings[-2]}.{strings[-1]}")
-            if opcode.name == "STOP":
-                break
-    except Exception:  # noqa: BLE001 - a broken pickle is refused all the same
-        pass
-    return list(dict.fromkeys(imports))

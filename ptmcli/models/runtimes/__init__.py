@@ -25,6 +25,11 @@ CPU_PRECISIONS = {
     "openvino": ("fp32", "bf16", "int8"),
 }
 
+# OpenVINO's precision hint for each ptm precision: fp32 MUST be asked for, since OpenVINO runs
+# bf16 by default on CPUs with native bf16 (AVX512-BF16, AMX). int8 models carry their own int8
+# layers; the rest of the graph stays fp32 (on AMX, a bf16 hint is no faster for them).
+OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
 # The import name, then the distributions that provide it (onnxruntime-gpu provides onnxruntime).
 _PACKAGES = {
     "torch": ("torch", ("torch",)),

@@ -4,9 +4,10 @@ Needs torch, onnx and onnxscript (they install with ptm), and for OpenVINO int8 
 (`pip install 'ptmcli[openvino]'`). Only the first run of a model on a machine comes here; later
 runs load what this wrote (exports.py) and never import torch.
 
-The exported graph takes the normalised float32 NCHW batch (named `pixels`) and gives two
-outputs: `probabilities` (softmax of the logits, computed in float32 as the torch path does) and
-`features` (what the classifier layer reads, for --save-features).
+A classifier's exported graph takes the normalised float32 NCHW batch (named `pixels`) and gives
+two outputs: `probabilities` (softmax of the logits, computed in float32 as the torch path does)
+and `features` (what the classifier layer reads, for --save-features). A generator's takes its
+scaled, padded pictures of any size and gives `pictures` (generator_build.py).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from typing import TYPE_CHECKING, Callable
 from ptmcli.models.runtimes import installed, version
 from ptmcli.models.runtimes.exported import FEATURES, INPUT, PROBABILITIES
 from ptmcli.models.runtimes.exports import Export, ExportFailed, ExportKey, build
+from ptmcli.models.spec import TRANSLATE
 
 if TYPE_CHECKING:
-    from ptmcli.models.registry import ModelSpec
+    from ptmcli.models.spec import ModelSpec
 
 # One ONNX export per (model, weights file) per process: every runtime built in one run uses it.
 _onnx_exports: dict[tuple[str, str], tuple[Path, int | None]] = {}
+_generator_exports: dict[tuple[str, str], tuple[Path, dict]] = {}
 
 
 def key_for(spec: "ModelSpec", weights_sha256: str, runtime: str, precision: str) -> ExportKey:
@@ -107,12 +110,9 @@ def installed_module(name: str) -> bool:
 def build_export(key: ExportKey, spec: "ModelSpec", weights_path: Path,
                  note: Callable[[str], None] | None = None) -> Export:
     """The checked entry for `key`, building it now if it is missing, damaged or stale."""
-    import torch
 
     def make(folder: Path) -> dict:
-        source, width = onnx_export(spec, weights_path)
-        extra = {"feature_dim": width, "exported_with": f"torch {torch.__version__}",
-                 "input": [INPUT, 3, spec.preprocess.crop, spec.preprocess.crop]}
+        source, extra = _onnx_source(spec, weights_path)
         if key.runtime == "onnxruntime":
             shutil.copyfile(source, folder / "model.onnx")
         elif key.runtime == "openvino":
@@ -120,9 +120,7 @@ def build_export(key: ExportKey, spec: "ModelSpec", weights_path: Path,
 
             model = openvino.convert_model(str(source))
             if key.precision == "int8":
-                from ptmcli.models.runtimes.int8 import quantize_openvino
-
-                model, extra["quantization"] = quantize_openvino(model, spec)
+                model, extra["quantization"] = _quantize(model, spec)
             # fp32 weights stay fp32 (OpenVINO would halve them by default): the hint decides.
             openvino.save_model(model, str(folder / "model.xml"), compress_to_fp16=False)
         else:
@@ -132,3 +130,31 @@ def build_export(key: ExportKey, spec: "ModelSpec", weights_path: Path,
     if not installed(key.runtime):
         raise AssertionError(f"{key.runtime} is not installed")
     return build(key, make, note)
+
+
+def _onnx_source(spec: "ModelSpec", weights_path: Path) -> tuple[Path, dict]:
+    """The fp32 ONNX file every runtime's files are made from (once per process), and what the
+    export record says about it."""
+    import torch
+
+    if spec.task == TRANSLATE:
+        cache_key = (spec.name, str(Path(weights_path).resolve()))
+        if cache_key not in _generator_exports or not _generator_exports[cache_key][0].is_file():
+            from ptmcli.models.runtimes.generator_build import export_generator_onnx
+
+            _generator_exports[cache_key] = export_generator_onnx(spec, weights_path)
+        source, extra = _generator_exports[cache_key]
+        return source, {**extra, "exported_with": f"torch {torch.__version__}"}
+    source, width = onnx_export(spec, weights_path)
+    return source, {"feature_dim": width, "exported_with": f"torch {torch.__version__}",
+                    "input": [INPUT, 3, spec.preprocess.crop, spec.preprocess.crop]}
+
+
+def _quantize(model, spec: "ModelSpec"):
+    if spec.task == TRANSLATE:
+        from ptmcli.models.runtimes.generator_build import quantize_generator
+
+        return quantize_generator(model, spec)
+    from ptmcli.models.runtimes.int8 import quantize_openvino
+
+    return quantize_openvino(model, spec)

@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ptmcli.errors import UsageProblem
-from ptmcli.pipeline.classification import top_indices
-from ptmcli.pipeline.preprocess import load_for_model, normalised_batch
+from ptmcli.models.runtimes import OPENVINO_HINTS
+from ptmcli.pixels.crop import load_for_model, normalised_batch
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ptmcli.models.registry import ModelSpec
     from ptmcli.models.runtimes.exports import Export
+    from ptmcli.models.spec import ModelSpec
 
 INPUT = "pixels"
 PROBABILITIES = "probabilities"
@@ -64,6 +64,14 @@ class ExportedClassifier:
         raise NotImplementedError
 
 
+def top_indices(probs: "np.ndarray", top: int) -> "np.ndarray":
+    """Best `top` classes per row, most probable first (ties: the lower class index first), for
+    runtimes without a top-k of their own."""
+    import numpy as np
+
+    return np.argsort(-probs, axis=1, kind="stable")[:, :min(top, probs.shape[1])]
+
+
 class OnnxRuntimeClassifier(ExportedClassifier):
     runtime = "onnxruntime"
 
@@ -82,11 +90,6 @@ class OnnxRuntimeClassifier(ExportedClassifier):
         return outputs[0], (outputs[1] if features else None)
 
 
-# OpenVINO's precision hint for each ptm precision. int8 models carry their own int8 layers; the
-# rest of the graph stays fp32 (on AMX, a bf16 hint is no faster for them).
-_OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
-
-
 class OpenVinoClassifier(ExportedClassifier):
     runtime = "openvino"
 
@@ -97,7 +100,7 @@ class OpenVinoClassifier(ExportedClassifier):
         core = openvino.Core()
         model = core.read_model(str(export.file(model_file)))
         # LATENCY: one stream over every core, for one batch at a time, which is how ptm feeds it.
-        self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": _OPENVINO_HINTS[self.precision],
+        self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": OPENVINO_HINTS[self.precision],
                                                           "PERFORMANCE_HINT": "LATENCY"})
         self.request = self.compiled.create_infer_request()
         self._outputs = {output.get_any_name(): output for output in self.compiled.outputs}

@@ -36,7 +36,7 @@ from ptmcli.models.runtimes.exports import ExportFailed
 if TYPE_CHECKING:
     import numpy as np
 
-    from ptmcli.models.registry import ModelSpec
+    from ptmcli.models.spec import ModelSpec
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "data" / "calibration"
 # Crops of each photo: (left, top, width, height) as fractions, and whether to mirror it.
@@ -58,8 +58,8 @@ def calibration_batches(spec: "ModelSpec") -> list["np.ndarray"]:
     """One normalised [1, 3, crop, crop] array per view of each shipped photo (100 in all)."""
     from PIL import ImageOps
 
-    from ptmcli.pipeline.images import open_image
-    from ptmcli.pipeline.preprocess import normalised_batch, resize_and_crop
+    from ptmcli.pixels.crop import normalised_batch, resize_and_crop
+    from ptmcli.pixels.decode import open_image
 
     batches = []
     for path in calibration_photos():
@@ -101,12 +101,8 @@ class Int8Inaccurate(ExportFailed):
     """The quantised model changes too many top-1 classes of the fp32 model: int8 is refused."""
 
 
-def quantize_openvino(model, spec: "ModelSpec"):
-    """NNCF post-training quantisation, checked on the calibration views; (quantised model, settings).
-
-    Raises Int8Inaccurate when neither plain quantisation nor bounded accuracy control keeps the
-    fp32 top-1 class on REQUIRED_AGREEMENT of the views.
-    """
+def import_nncf():
+    """NNCF, OpenVINO's quantiser, or the refusal that says how to install it."""
     try:
         import nncf
     except ImportError:
@@ -114,6 +110,16 @@ def quantize_openvino(model, spec: "ModelSpec"):
 
         raise UsageProblem("--precision int8 needs NNCF, OpenVINO's quantiser",
                            ["pip install 'ptmcli[openvino]'"]) from None
+    return nncf
+
+
+def quantize_openvino(model, spec: "ModelSpec"):
+    """NNCF post-training quantisation, checked on the calibration views; (quantised model, settings).
+
+    Raises Int8Inaccurate when neither plain quantisation nor bounded accuracy control keeps the
+    fp32 top-1 class on REQUIRED_AGREEMENT of the views.
+    """
+    nncf = import_nncf()
     import numpy as np
     import openvino
     from nncf.quantization.advanced_parameters import (
@@ -128,9 +134,7 @@ def quantize_openvino(model, spec: "ModelSpec"):
     core = openvino.Core()
 
     def top1(candidate) -> list[int]:
-        compiled = core.compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        output = compiled.output(PROBABILITIES)
-        return [int(compiled(batch)[output].argmax()) for batch in batches]
+        return _top1(core, candidate, batches)
 
     labels = top1(model)
 
@@ -164,6 +168,13 @@ def quantize_openvino(model, spec: "ModelSpec"):
             f"calibration views (ptm requires {REQUIRED_AGREEMENT:.0%})",
             ["use --precision fp32 (the default) or bf16 for this model"])
     return quantized, {**settings, "method": method, "top1_kept_on_calibration_views": round(kept, 4)}
+
+
+def _top1(core, candidate, batches: list) -> list[int]:
+    """The fp32-held top-1 class of each calibration view."""
+    compiled = core.compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    output = compiled.output(PROBABILITIES)
+    return [int(compiled(batch)[output].argmax()) for batch in batches]
 
 
 @contextlib.contextmanager

@@ -28,18 +28,24 @@ class Job(Protocol):
 
 
 class ChoiceJob:
-    """What jobs built on a `choice` (a frozen dataclass of plain values naming a backend: its
-    weights file, device, precision, ...) share: the device asked for, and moving to another."""
+    """What jobs built on a `choice` (models/backends.BackendChoice: the spec, its weights file,
+    device, precision, runtime) share: the device asked for, and moving to another."""
 
     choice: Any
 
     @property
     def device(self) -> str:
-        return self.choice.device
+        return self.choice.asked_device
 
     @property
     def weights_path(self) -> str:
         return str(self.choice.weights_path)
+
+    def open(self) -> Any:
+        """The backend, loaded (in this process, or in a Ray actor) as the driver chose it."""
+        from ptmcli.models.backends import load_backend
+
+        return load_backend(self.choice)
 
     def on_device(self, device: str):
         from dataclasses import replace

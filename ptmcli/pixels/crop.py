@@ -1,18 +1,18 @@
 """Resize and crop exactly as torchvision's `weights.transforms()` does on a PIL image.
 
 Split in two so each half runs where it is cheapest: `resize_and_crop` (Pillow and NumPy, in the
-decode thread, no torch) and `to_batch` (torch, once per batch, on the model's device).
+decode thread) and the normalised batch, once per batch: `normalised_batch` here in NumPy for the
+exported runtimes, `models.classifier.to_batch` in torch on the model's device (same bits).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ptmcli.models.registry import Preprocess
+from ptmcli.pixels.recipes import Preprocess
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
     from PIL import Image
 
 _PIL_FILTERS = {"nearest": 0, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5, "lanczos": 1}
@@ -29,7 +29,7 @@ def load_for_model(path: str, spec: Preprocess, exact_decode: bool = False) -> "
     below the resize side): top-1 agrees with full decoding on the test photos
     (benchmarks/README.md), and decoding is several times cheaper.
     """
-    from ptmcli.pipeline.images import open_image
+    from ptmcli.pixels.decode import open_image
 
     image = open_image(path, min_short_side=None if exact_decode else spec.resize)
     return resize_and_crop(image, spec)
@@ -62,26 +62,6 @@ def resize_and_crop(image: "Image.Image", spec: Preprocess) -> "np.ndarray":
         image = ImageOps.pad(image, (max(crop, new_w), max(crop, new_h)), color=(0, 0, 0))
         top, left = max(top, 0), max(left, 0)
     return np.asarray(image.crop((left, top, left + crop, top + crop)))
-
-
-def to_batch(
-    arrays: list["np.ndarray"],
-    spec: Preprocess,
-    device: "torch.device",
-    dtype: "torch.dtype",
-) -> "torch.Tensor":
-    """uint8 HWC arrays -> normalised NCHW batch in channels_last memory order on `device`."""
-    import numpy as np
-    import torch
-
-    batch = torch.from_numpy(np.stack(arrays))
-    if device.type == "cuda":
-        batch = batch.pin_memory().to(device, non_blocking=True)
-    # NHWC storage viewed as NCHW is exactly channels_last: no copy, and convolutions prefer it.
-    batch = batch.permute(0, 3, 1, 2).float().div_(255)
-    mean = torch.tensor(spec.mean, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=batch.device).view(1, 3, 1, 1)
-    return batch.sub_(mean).div_(std).to(dtype)
 
 
 def normalised_batch(arrays: list["np.ndarray"], spec: Preprocess, pad_to: int | None = None) -> "np.ndarray":

@@ -1,5 +1,5 @@
 """Image files and URLs -> RGB pixels: EXIF orientation, every Pillow mode, size limits, JPEG draft
-decoding.
+decoding. A URL's bytes come from ptmcli/downloads.py (`input_source`); this module only decodes.
 
 Torch-free on purpose: decoding (and downloading) runs in the prefetch thread and in tests without
 a model.
@@ -7,69 +7,17 @@ a model.
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import threading
 import warnings
-from collections import OrderedDict
 from typing import TYPE_CHECKING, BinaryIO
 
-from ptmcli.downloads import Downloaded, is_url, read_url
-from ptmcli.errors import InputError
-from ptmcli.pipeline.inputs import unreadable
+from ptmcli.downloads import input_source
+from ptmcli.errors import InputError, unreadable
 
 if TYPE_CHECKING:
     from PIL import Image
 
-
-class Fetched(io.BytesIO):
-    """A URL's body, read once, with what the server said it was (for error messages only)."""
-
-    def __init__(self, data: bytes, content_type: str):
-        super().__init__(data)
-        self.content_type = content_type
-
-
-# Downloads kept after decoding, newest last, when something reads the inputs again (a report's
-# thumbnails); bounded in bytes. The decode threads run a few batches ahead of the sinks, so the
-# bound holds many batches of photos.
-_recent: OrderedDict[str, Downloaded] = OrderedDict()
-_recent_lock = threading.Lock()
-_recent_budget = [0]
-_recent_bytes = [0]  # kept as a running total: summing every body on each download is quadratic
-
-
-def keep_recent_downloads(budget: int = 256 << 20) -> None:
-    _recent_budget[0] = budget
-
-
-def _fetch(url: str) -> Downloaded:
-    with _recent_lock:
-        if url in _recent:
-            _recent.move_to_end(url)
-            return _recent[url]
-    download = read_url(url)
-    if _recent_budget[0]:
-        with _recent_lock:
-            if url not in _recent:  # another decode thread may have fetched it meanwhile
-                _recent[url] = download
-                _recent_bytes[0] += len(download.data)
-            while _recent_bytes[0] > _recent_budget[0]:
-                _, dropped = _recent.popitem(last=False)
-                _recent_bytes[0] -= len(dropped.data)
-    return download
-
-
-def input_source(path: str) -> "str | BinaryIO":
-    """What Pillow opens for an input: the path of a file, or the downloaded bytes of a URL.
-
-    Open it once per input and pass it to `open_image(source=...)`, so a URL is fetched once.
-    """
-    if is_url(path):
-        download = _fetch(path)
-        return Fetched(download.data, download.content_type)
-    return path
 
 # 100 megapixels: a 10,000 x 10,000 photo still opens; a decompression bomb does not.
 # Override with PTM_MAX_PIXELS for scans larger than that.

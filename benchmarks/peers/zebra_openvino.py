@@ -1,0 +1,54 @@
+"""A user's horse -> zebra script with OpenVINO: Pillow + NumPy, no torch at run time.
+
+    python zebra_openvino.py generator.onnx IN_DIR OUT_DIR [--f32]
+
+Without --f32, OpenVINO's own defaults: on CPUs with native bfloat16 (AVX512-BF16, AMX) that is
+bf16 inference. With --f32, `INFERENCE_PRECISION_HINT: f32` holds it to fp32. Pictures are
+prepared as the book's chapter 2.2 does (short side 256, [-1, 1]), padded to a multiple of 4.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+from PIL import Image
+
+
+def load(path, short=256):
+    image = Image.open(path).convert("RGB")
+    w, h = image.size
+    if w <= h:
+        size = (short, int(short * h / w))
+    else:
+        size = (int(short * w / h), short)
+    return np.asarray(image.resize(size, Image.BILINEAR))
+
+
+def to_input(pixels):
+    h, w = pixels.shape[:2]
+    x = pixels.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
+    pad_h, pad_w = (-h) % 4, (-w) % 4
+    x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
+    return x, h, w
+
+
+def to_picture(y, h, w):
+    y = y[0, :, :h, :w].transpose(1, 2, 0)
+    return Image.fromarray(np.clip(np.rint((y + 1.0) * 127.5), 0, 255).astype(np.uint8))
+
+
+def main():
+    model, source, target = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    config = {"INFERENCE_PRECISION_HINT": "f32"} if "--f32" in sys.argv[4:] else {}
+    target.mkdir(parents=True, exist_ok=True)
+    compiled = ov.Core().compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    for path in sorted(source.glob("*.jpg")):
+        x, h, w = to_input(load(path))
+        y = request.infer({0: x})[compiled.output(0)]
+        to_picture(y, h, w).save(target / f"{path.stem}_zebra.png")
+
+
+if __name__ == "__main__":
+    main()
