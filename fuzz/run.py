@@ -109,6 +109,7 @@ def campaign(name: str, seconds: int, quiet: bool = False) -> int:
     start = time.monotonic()
     totals = {"runs": 0, "cov": 0, "ft": 0}
     findings = []
+    deaths = 0
     while (left := int(seconds - (time.monotonic() - start))) > 2:
         for stale in state.glob("crash-*"):
             stale.unlink()
@@ -126,11 +127,17 @@ def campaign(name: str, seconds: int, quiet: bool = False) -> int:
         totals["cov"] = max(totals["cov"], stats["cov"])
         totals["ft"] = max(totals["ft"], stats["ft"])
         artifacts = [p for p in state.iterdir() if p.name.startswith(("crash-", "timeout-", "oom-", "leak-"))]
-        if proc.returncode == 0 or not artifacts:
-            if proc.returncode not in (0, None) and not artifacts:
+        if proc.returncode == 0:
+            break
+        if not artifacts:
+            # The child died without saying on which input (killed from outside, or it could
+            # not start): keep its words, try again, give up after three.
+            deaths += 1
+            (state / "died.log").write_text(output[-8000:])
+            if deaths >= 3:
                 sys.stderr.write(output[-4000:])
                 return 2
-            break
+            continue
         sigs = [s for s in seen.read_text().splitlines() if s]
         for artifact in artifacts:
             kind = artifact.name.split("-", 1)[0]

@@ -25,6 +25,7 @@ from ptmcli.sinks.resultrows import (
     FORMAT_VERSION,
     OK,
     PENDING,
+    Damaged,
     as_int,
     as_text,
     check,
@@ -61,10 +62,8 @@ def open_h5(path: Path, mode: str, **kwargs):
                 ["wait for that run to end; to only look at a running job's file, open it with "
                  "h5py.File(path, 'r', locking=False)"],
             ) from None
-        raise OutputUnwritable(
-            f"cannot open {path} as HDF5 ({text.splitlines()[0] if text else type(exc).__name__})",
-            ["if it is a damaged results file, rerun with --force to start it over"],
-        ) from None
+        # Under the reader boundary (resultrows.reading), which names the file and says what to do.
+        raise Damaged(f"cannot open it as HDF5: {text.splitlines()[0] if text else type(exc).__name__}") from None
 
 
 def read_info(f, path: Path) -> dict:

@@ -42,6 +42,7 @@ from ptmcli.sinks.resultrows import (
     encode,
     encoded,
     label_bytes,
+    reading,
     write_failed,
 )
 
@@ -319,7 +320,8 @@ class Hdf5Results:
         if self.complete and not self._final_already:
             self._final_already = True
             try:
-                compact(self.path)
+                with reading(self.path, "resume"):
+                    compact(self.path)
             except OSError as exc:
                 raise OutputUnwritable(
                     f"every result is in {self.path}, but compressing it failed "
