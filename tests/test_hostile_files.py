@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES, ROOT
+from zebra_helpers import save_generator
 
 REGRESSIONS = ROOT / "fuzz" / "regressions"
 EXPECTED = REGRESSIONS / "expected.json"
@@ -38,13 +39,16 @@ def commands(harness: str, name: str) -> list[list[str]]:
     if harness in RESULT_SUFFIX:
         return [["report", name, "-o", "page.html"], ["merge", name, "-o", "merged" + RESULT_SUFFIX[harness]]]
     if harness.startswith("image_"):
-        return [["classify", name, *LITE, "--format", "jsonl"]]
+        return [["classify", name, *LITE, "--format", "jsonl"],
+                ["zebrafy", name, "-o", "zebra.png", "--weights", "generator.pth", "--size", "256"]]
     if harness == "weights_classifier":
         return [["classify", str(EXAMPLES / "coffee.png"), *LITE, "--weights", name]]
     return [["weights", "add", "horse2zebra_cyclegan", name]]
 
 
 def file_name(harness: str) -> str:
+    if harness.startswith("image_"):
+        return "input.img"
     return "input" + (TENSOR_SUFFIX.get(harness) or RESULT_SUFFIX.get(harness) or ".pth")
 
 
@@ -60,12 +64,14 @@ def _ran(run_ptm, args: list[str], cwd: Path) -> dict:
 @pytest.mark.skipif(not any(REGRESSIONS.glob("*/*")), reason="no regression files")
 def test_regression_files_through_ptm(run_ptm, tmp_path):
     """Each fuzz finding: the exit code and the one line it gets now, exactly as recorded."""
+    generator = save_generator(tmp_path / "generator.pth", "book", ngf=4, n_blocks=1)
     found = {}
     for harness, path in regression_files():
         cwd = tmp_path / f"{harness}-{path.name}"
         cwd.mkdir()
         name = file_name(harness)
         shutil.copyfile(path, cwd / name)
+        shutil.copyfile(generator, cwd / "generator.pth")
         for args in commands(harness, name):
             result = _ran(run_ptm, args, cwd)
             found.setdefault(f"{harness}/{path.name}", []).append(result)
