@@ -32,8 +32,8 @@ class Finding(AssertionError):
 _work: list[Path] = []
 
 
-def workdir() -> Path:
-    """A scratch folder (tmpfs when there is one), emptied before each input."""
+def workdir(fresh: bool = False) -> Path:
+    """A scratch folder (tmpfs when there is one); `fresh` empties it (once per input)."""
     if not _work:
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         root = Path(tempfile.mkdtemp(prefix="ptm-fuzz-", dir=base))
@@ -41,14 +41,15 @@ def workdir() -> Path:
         os.environ["PTM_OFFLINE"] = "1"
         _work.append(root)
     root = _work[0]
-    for entry in root.iterdir():
+    for entry in root.iterdir() if fresh else ():
         if entry.name != "cache":
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     return root
 
 
 def write_input(data: bytes, name: str) -> Path:
-    path = workdir() / name
+    """The input's file, in a scratch folder emptied of the previous input's files."""
+    path = workdir(fresh=True) / name
     path.write_bytes(data)
     return path
 
@@ -157,7 +158,7 @@ _GOOD_NPY = (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 's
 
 def _classify_decode():
     try:
-        from ptmcli.pixels import load_for_model  # after issue 15 moved decoding to pixels/
+        from ptmcli.pixels.crop import load_for_model  # after issue 15 moved decoding to pixels/
     except ImportError:
         from ptmcli.pipeline.preprocess import load_for_model
     return load_for_model
@@ -173,9 +174,16 @@ def image_classify(data: bytes) -> None:
     library(lambda: decode(str(path), spec, exact_decode=True))
 
 
-def image_zebrafy(data: bytes) -> None:
-    from ptmcli.models.generator import prepare_image
+def _zebrafy_decode():
+    try:
+        from ptmcli.pixels.translate import prepare_image  # after issue 15 (see above)
+    except ImportError:
+        from ptmcli.models.generator import prepare_image
+    return prepare_image
 
+
+def image_zebrafy(data: bytes) -> None:
+    prepare_image = _zebrafy_decode()
     path = write_input(data, "image")
     library(lambda: prepare_image(str(path), 256))
 
@@ -216,7 +224,7 @@ def _results(suffix: str) -> Callable[[bytes], None]:
         path = write_input(data, f"results{suffix}")
         cli("report", str(path), "-o", str(workdir() / "page.html"))
         merged = workdir() / f"merged{suffix}"
-        if cli("merge", str(path), "-o", str(merged)) != 0 and merged.exists():
+        if cli("merge", str(path), "-o", str(merged), "--partial") != 0 and merged.exists():
             raise Finding("merge failed, yet wrote its output")
         try:
             results = _open_for_resume(path)
