@@ -253,3 +253,57 @@ def test_zebrafy_refuses_a_sliver_it_cannot_resize_in_memory(tmp_path):
     Image.new("L", (4, 400_000)).save(sliver)
     with pytest.raises(InputError, match="resized to a short side of 256 would be"):
         prepare_image(str(sliver), 256)
+
+
+# --- the row codec and the HDF5 checks, in-process ---------------------------------------------------
+
+
+@pytest.mark.parametrize("fields, message", [
+    (("p.jpg", "maybe", "", []), "row 0: the status is 'maybe', not ok or error"),
+    ((3, "ok", "", []), "row 0: the path is 3, not text"),
+    (("p.jpg", "ok", "", [("x", "tench", 0.5)]), "row 0: class 1 is 'x', not a whole number"),
+    (("p.jpg", "ok", "", [(-1, "tench", 0.5)]), "row 0: class 1 is -1, below 0"),
+    (("p.jpg", "ok", "", [(0, "tench", "0.013@36")]), "row 0: probability 1 is '0.013@36', not a number"),
+    (("p.jpg", "ok", "", [(0, "tench", 7.0)]), "row 0: probability 1 is 7.0, not a probability"),
+    (("p.jpg", "ok", "", [(0, None, 0.5)]), "row 0: label 1 is None, not text"),
+])
+def test_the_row_codec_checks_every_field(fields, message):
+    from ptmcli.sinks.resultrows import Damaged, decoded
+
+    with pytest.raises(Damaged) as caught:
+        decoded("row 0", *fields)
+    assert str(caught.value) == message
+
+
+def test_the_row_codec_round_trips():
+    from ptmcli.results import Classification, Prediction
+    from ptmcli.sinks.resultrows import decoded, encoded
+
+    result = Classification("p.jpg", (Prediction(1, 3, "tiger shark", 0.5), Prediction(2, 0, "tench", 0.25)))
+    status, error, triples = encoded(result, 2)
+    assert decoded("row 0", "p.jpg", status, error, triples) == result
+    failed = Classification("q.jpg", error="cannot decode image (truncated)")
+    assert decoded("row 1", "q.jpg", *encoded(failed, 2)) == failed
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f["status"].__setitem__(0, 7), "a status is neither pending, ok nor error"),
+    (lambda f: f["input_index"].__setitem__(1, 0), "an input_index appears twice"),
+    (lambda f: f.attrs.__setitem__("top_k", 5), "top_index has shape (3, 2), not (3, 5)"),
+    (lambda f: f.attrs.__setitem__("shard", "3/2"), "its shard is '3/2': shard 3 of 2 does not exist"),
+    (lambda f: f.__delitem__("top_label"), "it has no dataset 'top_label'"),
+])
+def test_hdf5_results_are_checked_before_use(tmp_path, change, message):
+    import h5py
+
+    from ptmcli.sinks.readback import read_results
+    from ptmcli.sinks.resultrows import ResultsDamaged
+
+    path = tmp_path / "r.h5"
+    shutil.copyfile(ROOT / "fuzz" / "seeds" / "results_hdf5" / "partial.h5", path)
+    read_results(path)  # the seed itself is sound
+    with h5py.File(path, "r+") as f:
+        change(f)
+    with pytest.raises(ResultsDamaged) as caught:
+        read_results(path)
+    assert caught.value.message == f"{path} is damaged ({message})"
