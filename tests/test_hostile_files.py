@@ -204,12 +204,17 @@ def chatty_images(folder: Path) -> dict[str, str | None]:
         entry = ifd + 2 + 12 * i
         if struct.unpack("<H", oversized[entry:entry + 2])[0] == 270:  # ImageDescription
             oversized[entry + 4:entry + 8] = struct.pack("<I", 10 ** 6)  # more bytes than the file
+    icon = bytearray(saved(rgb, "ICO", sizes=[(16, 16), (32, 32), (48, 48)]))
+    icon[14:18] = struct.pack("<I", 0x00014AC4)  # first entry's byte count: more than there is
     gif = saved(rgb.convert("P"), "GIF", save_all=True, append_images=[rgb.rotate(90).convert("P")])
     files = {
         "oversized_tag.tif": (bytes(oversized), None),
         "corrupt_strip.tif": (bytes(corrupt), "cannot decode image (decoder error -2)"),
         "layers.psd": (layered_psd(), None),
-        "sizes.ico": (saved(rgb, "ICO", sizes=[(16, 16), (32, 32), (48, 48)]), None),
+        # Read before the ICO: once a .tga was read, TGA's loose check claimed an ICO whose first
+        # entry has this size field (as Pillow's own pillow.ico), which then could not load.
+        "a.tga": (saved(rgb, "TGA"), None),
+        "sizes.ico": (bytes(icon), None),
         "cut_frame.gif": (gif[:len(gif) * 2 // 3], None),
         "cut_header.gif": (gif[:30], "not an image Pillow can read"),
     }

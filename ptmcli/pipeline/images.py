@@ -159,16 +159,23 @@ _quieted: list[bool] = []
 
 
 def quiet_decoders() -> None:
-    """Keep what Pillow and libtiff say about a damaged file off stderr (once per process).
+    """Load Pillow's decoders, and keep what they and libtiff say about a damaged file off stderr
+    (once per process).
 
     stderr holds ptm's lines only: Pillow's Python warnings ("Tag data larger than file") and log
     records are dropped, and libtiff's C-level handlers (TIFFFetchNormalTag, TIFFFillStrip: ...) are switched
     off; Pillow still sees each error's return code. With --debug (PTM_DEBUG=1) both stay on.
     """
+    from PIL import Image
+
     with _quiet:
         if _quieted:
             return
         _quieted.append(True)
+        # Every plugin, in Pillow's own order, before the first file: Pillow imports the plugin
+        # of a file's extension first, so after a .tga, TGA's loose check claimed the next .ico
+        # ("cannot load this image") and the outcome hung on the order of the inputs.
+        Image.init()
         if os.environ.get("PTM_DEBUG", "") not in ("", "0"):
             return
         # By module: Pillow attributes its warnings to its own plugins or to the caller, here.
