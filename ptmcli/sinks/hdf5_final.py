@@ -127,6 +127,8 @@ def _check_datasets(f, path: Path, top_k: int) -> int:
             check(dataset.dtype.kind in _KINDS[name], f"{name} holds {dataset.dtype}, not numbers of its kind")
         check(int(np.prod(dataset.shape, dtype=np.int64)) * dataset.dtype.itemsize <= limit,
               f"{name} claims {dataset.shape} rows, more than the file holds")
+    for name in ("path", "classes"):
+        _check_text_lengths(f[name], path)
     n = f["status"].shape[0] if f["status"].ndim == 1 else -1
     check(n >= 0, "status is not one value per row")
     wanted = {"path": (n,), "input_index": (n,), "error": (n,), "top_index": (n, top_k),
@@ -141,6 +143,60 @@ def _check_datasets(f, path: Path, top_k: int) -> int:
     for name, shape in wanted.items():
         check(f[name].shape == shape, f"{name} has shape {f[name].shape}, not {shape}")
     return n
+
+
+# A path or class name longer than this is damage: reading a variable-length string makes HDF5
+# allocate the length its heap reference claims (4 GB for a 254-byte file), before it reads.
+_MOST_TEXT_BYTES = 1 << 20
+
+
+def _check_text_lengths(dataset, path: Path) -> None:
+    """Every variable-length string of `dataset` claims at most _MOST_TEXT_BYTES (its stored
+    references are read raw, so HDF5 never sees a claim larger than that)."""
+    import numpy as np
+
+    check(dataset.ndim == 1, f"{dataset.name.lstrip('/')} is not a list of text")
+    n = dataset.shape[0]
+    if not n or not h5py_vlen(dataset):
+        return
+    if dataset.chunks is None:
+        offset, size = dataset.id.get_offset(), dataset.id.get_storage_size()
+        if offset is None:
+            return  # never written: it reads as empty strings
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            raw = handle.read(size)
+        pieces = [raw]
+    else:
+        pieces = [_raw_chunk(dataset, i) for i in range(dataset.id.get_num_chunks())]
+    width = sum(len(p) for p in pieces) // n if dataset.chunks is None else None
+    for raw in pieces:
+        step = width or (len(raw) // (dataset.chunks[0] or 1) if raw else 16)
+        check(step in (12, 16), f"{dataset.name.lstrip('/')} holds text references of {step} bytes")
+        lengths = np.frombuffer(raw[:len(raw) - len(raw) % step], dtype=np.uint8).reshape(-1, step)[:, :4]
+        longest = int(lengths.copy().view("<u4").max(initial=0))
+        check(longest <= _MOST_TEXT_BYTES, f"{dataset.name.lstrip('/')} claims a text of {longest:,} bytes")
+
+
+def h5py_vlen(dataset) -> bool:
+    import h5py
+
+    info = h5py.check_string_dtype(dataset.dtype)
+    return info is not None and info.length is None
+
+
+def _raw_chunk(dataset, index: int) -> bytes:
+    """One stored chunk of a dataset, inflated; gzip is the only filter ptm writes on text."""
+    import zlib
+
+    chunk = dataset.id.get_chunk_info(index)
+    filters = dataset._filters
+    check(set(filters) <= {"gzip"}, f"{dataset.name.lstrip('/')} is stored with {', '.join(filters)}")
+    _, raw = dataset.id.read_direct_chunk(chunk.chunk_offset)
+    if "gzip" in filters and not chunk.filter_mask & 1:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(raw, dataset.chunks[0] * 16 + 16)  # no more than one chunk holds
+    return raw
 
 
 # --- the final layout ---------------------------------------------------------------------------
