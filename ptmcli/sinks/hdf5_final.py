@@ -155,27 +155,27 @@ def _check_text_lengths(dataset, path: Path) -> None:
     references are read raw, so HDF5 never sees a claim larger than that)."""
     import numpy as np
 
-    check(dataset.ndim == 1, f"{dataset.name.lstrip('/')} is not a list of text")
-    n = dataset.shape[0]
-    if not n or not h5py_vlen(dataset):
+    name = dataset.name.lstrip("/")
+    check(dataset.ndim == 1, f"{name} is not a list of text")
+    rows = dataset.shape[0]
+    if not rows or not h5py_vlen(dataset):
         return
     if dataset.chunks is None:
-        offset, size = dataset.id.get_offset(), dataset.id.get_storage_size()
+        offset = dataset.id.get_offset()
         if offset is None:
             return  # never written: it reads as empty strings
         with open(path, "rb") as handle:
             handle.seek(offset)
-            raw = handle.read(size)
-        pieces = [raw]
+            pieces = [(handle.read(dataset.id.get_storage_size()), rows)]
     else:
-        pieces = [_raw_chunk(dataset, i) for i in range(dataset.id.get_num_chunks())]
-    width = sum(len(p) for p in pieces) // n if dataset.chunks is None else None
-    for raw in pieces:
-        step = width or (len(raw) // (dataset.chunks[0] or 1) if raw else 16)
-        check(step in (12, 16), f"{dataset.name.lstrip('/')} holds text references of {step} bytes")
-        lengths = np.frombuffer(raw[:len(raw) - len(raw) % step], dtype=np.uint8).reshape(-1, step)[:, :4]
-        longest = int(lengths.copy().view("<u4").max(initial=0))
-        check(longest <= _MOST_TEXT_BYTES, f"{dataset.name.lstrip('/')} claims a text of {longest:,} bytes")
+        pieces = [(_raw_chunk(dataset, i), dataset.chunks[0]) for i in range(dataset.id.get_num_chunks())]
+    for raw, count in pieces:
+        # A reference: a 4-byte length, then the heap's address (8 bytes, or 4) and a 4-byte index.
+        step = len(raw) // max(count, 1)
+        check(step in (12, 16), f"{name} holds text references of {step} bytes")
+        table = np.frombuffer(raw[:step * count], dtype=np.uint8).reshape(-1, step)
+        longest = int(np.ascontiguousarray(table[:, :4]).view("<u4").max(initial=0))
+        check(longest <= _MOST_TEXT_BYTES, f"{name} claims a text of {longest:,} bytes")
 
 
 def h5py_vlen(dataset) -> bool:

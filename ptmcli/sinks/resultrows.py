@@ -124,7 +124,7 @@ def check(condition: bool, what: str) -> None:
 
 def as_int(value, what: str, low: int = 0) -> int:
     """An integer field (a Python or NumPy int, or its decimal text), at least `low`."""
-    if isinstance(value, (bool, float)) or not hasattr(value, "__index__") and not isinstance(value, str):
+    if isinstance(value, (bool, float)) or (not hasattr(value, "__index__") and not isinstance(value, str)):
         raise Damaged(f"{what} is {value!r}, not a whole number")
     if isinstance(value, str):
         check(re.fullmatch(r"-?\d{1,18}", value.strip()) is not None, f"{what} is {value!r}, not a whole number")
@@ -139,7 +139,7 @@ def as_probability(value, what: str) -> float:
             value = float(value)
         except ValueError:
             raise Damaged(f"{what} is {value!r}, not a number") from None
-    check(isinstance(value, (int, float)) and not isinstance(value, bool) or hasattr(value, "dtype"),
+    check((isinstance(value, (int, float)) and not isinstance(value, bool)) or hasattr(value, "dtype"),
           f"{what} is {value!r}, not a number")
     number = float(value)
     check(math.isfinite(number) and -1e-6 <= number <= 1 + 1e-6, f"{what} is {number}, not a probability")
