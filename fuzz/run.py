@@ -82,6 +82,8 @@ def child(name: str, libfuzzer_args: list[str]) -> None:
 
 def _stats(output: str) -> dict:
     runs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", output)
+    if not runs:  # a child that died says no final stats: its last progress line counts
+        runs = re.findall(r"^#(\d+)\s", output, re.M)[-1:]
     cov = [int(c) for c in re.findall(r"\bcov: (\d+)", output)]
     ft = [int(c) for c in re.findall(r"\bft: (\d+)", output)]
     return {"runs": sum(map(int, runs)), "cov": max(cov, default=0), "ft": max(ft, default=0)}
