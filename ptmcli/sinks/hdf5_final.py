@@ -92,6 +92,7 @@ def checked(f, path: Path) -> Checked:
     """The file's attributes and layout, once they are what ptm writes (Damaged otherwise)."""
     import numpy as np
 
+    check_text_heaps(path)
     attrs = read_info(f, path)
     for key in ("model", "weights_sha256", "preprocess", "shard", "layout"):
         as_text(attrs.get(key, ""), f"its {key} attribute")
@@ -176,6 +177,39 @@ def _check_text_lengths(dataset, path: Path) -> None:
         table = np.frombuffer(raw[:step * count], dtype=np.uint8).reshape(-1, step)
         longest = int(np.ascontiguousarray(table[:, :4]).view("<u4").max(initial=0))
         check(longest <= _MOST_TEXT_BYTES, f"{name} claims a text of {longest:,} bytes")
+
+
+def check_text_heaps(path: Path) -> None:
+    """Walk every global heap collection (where HDF5 keeps variable-length text) and refuse one
+    whose objects do not tile it exactly: HDF5 itself loops forever on some (a free-space object
+    of size 0), without a word, when an attribute or a path is read."""
+    import mmap
+    import struct
+
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        at = data.find(b"GCOL")
+        while at >= 0:
+            if data[at + 4:at + 8] != b"\x01\0\0\0" or at + 16 > len(data):
+                at = data.find(b"GCOL", at + 4)  # these bytes inside some text, not a heap
+                continue
+            size = struct.unpack_from("<Q", data, at + 8)[0]
+            check(16 < size <= len(data) - at, f"a text heap at byte {at} claims {size:,} bytes")
+            _check_heap_objects(data, at, size)
+            at = data.find(b"GCOL", at + size)
+
+
+def _check_heap_objects(data, at: int, size: int) -> None:
+    import struct
+
+    end, place = at + size, at + 16
+    while place + 16 <= end:
+        index, _, _, length = struct.unpack_from("<HHIQ", data, place)
+        if index == 0:  # free space: the rest of the collection, exactly
+            check(place + length == end, f"the text heap at byte {at} is damaged")
+            return
+        place += 16 + (length + 7) // 8 * 8
+        check(place <= end, f"the text heap at byte {at} is damaged")
+    check(end - place < 16, f"the text heap at byte {at} is damaged")
 
 
 def h5py_vlen(dataset) -> bool:
