@@ -96,6 +96,10 @@ def checked(f, path: Path) -> Checked:
     attrs = read_info(f, path)
     for key in ("model", "weights_sha256", "preprocess", "shard", "layout"):
         as_text(attrs.get(key, ""), f"its {key} attribute")
+    for key, value in attrs.items():
+        # h5py reads bytes that are not UTF-8 with surrogates; merge could not write them back.
+        check(not isinstance(value, str) or value.encode("utf-8", "replace").decode("utf-8") == value,
+              f"its {key} attribute is not UTF-8 text")
     check(attrs.get("layout", "final") in ("working", "final"), f"its layout is {attrs.get('layout')!r}")
     parse_shard_text(attrs.get("shard", ""))
     top_k = as_int(attrs.get("top_k"), "its top_k attribute", 1)
