@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
     """torch.load with weights_only=True, memory-mapped where the format allows."""
     import pickle
-    import zipfile
 
     import torch
 
@@ -57,11 +56,14 @@ def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
             ["ptm loads only plain state dicts (torch.load weights_only=True); "
              "re-save the file with torch.save(model.state_dict(), path)"],
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as exc:
-        # A text or random file dies inside the unpickler with KeyError/IndexError (an unknown opcode).
+    except Exception as exc:  # noqa: BLE001 - the --weights reader boundary: any damage is one line
+        # A text or random file dies inside the unpickler with KeyError/IndexError (an unknown
+        # opcode); a damaged zip inside torch.load with RuntimeError, AssertionError, ...
         reason = (str(exc).splitlines() or [""])[0][:160]
         if isinstance(exc, (KeyError, IndexError)):
             reason = f"{type(exc).__name__} {reason} while unpickling"
+        elif not isinstance(exc, (RuntimeError, OSError, ValueError, EOFError)) or not reason:
+            reason = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
         raise WeightsInvalid(
             f"weights file {path} is not a readable PyTorch file ({reason})",
             ["delete it and download it again, or pass another file with --weights"],

@@ -7,10 +7,13 @@ a model.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
+import threading
 import warnings
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from ptmcli.downloads import input_source
 from ptmcli.errors import InputError, unreadable
@@ -67,6 +70,96 @@ def _scale_to_8bit(image: "Image.Image") -> "Image.Image":
     return Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
+@contextlib.contextmanager
+def decoding(path: str, source: "str | BinaryIO | None" = None) -> Iterator[None]:
+    """The image decode boundary (ARCHITECTURE.md, "Hostile bytes"): whatever Pillow raises on
+    a file's bytes is one InputError naming the input, Pillow's text in brackets."""
+    from PIL import Image, UnidentifiedImageError
+
+    quiet_decoders()
+    try:
+        yield
+    except InputError:
+        raise
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"{path}: image is larger than {max_pixels():,} pixels (possible decompression bomb); "
+            "set PTM_MAX_PIXELS to allow it"
+        ) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise unreadable(path, exc) from None
+    except UnidentifiedImageError:
+        sent = getattr(source, "content_type", None)
+        said = f" (the server sent {sent})" if sent else ""
+        raise InputError(f"{path}: not an image Pillow can read{said}") from None
+    except MemoryError:
+        raise InputError(f"{path}: not enough memory to decode this image") from None
+    except Exception as exc:
+        # Truncated files, broken chunks and bad headers surface as OSError, ValueError,
+        # SyntaxError, EOFError, but also IndexError, TypeError, NotImplementedError...
+        text = (str(exc).strip().splitlines() or [""])[0][:200]
+        reason = text if isinstance(exc, (OSError, ValueError, SyntaxError, EOFError)) and text else (
+            f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+        raise InputError(f"{path}: cannot decode image ({reason})") from exc
+
+
+_quiet = threading.Lock()
+_quieted: list[bool] = []
+
+
+def quiet_decoders() -> None:
+    """Load Pillow's decoders, and keep what they and libtiff say about a damaged file off stderr
+    (once per process).
+
+    stderr holds ptm's lines only: Pillow's Python warnings ("Tag data larger than file") and log
+    records are dropped, and libtiff's C-level handlers (TIFFFetchNormalTag, TIFFFillStrip: ...) are switched
+    off; Pillow still sees each error's return code. With --debug (PTM_DEBUG=1) both stay on.
+    """
+    from PIL import Image
+
+    with _quiet:
+        if _quieted:
+            return
+        _quieted.append(True)
+        # Every plugin, in Pillow's own order, before the first file: Pillow imports the plugin
+        # of a file's extension first, so after a .tga, TGA's loose check claimed the next .ico
+        # ("cannot load this image") and the outcome hung on the order of the inputs.
+        Image.init()
+        if os.environ.get("PTM_DEBUG", "") not in ("", "0"):
+            return
+        # By module: Pillow attributes its warnings to its own plugins or to the caller, here.
+        for module in (r"PIL(\..*)?", r"ptmcli\..*"):
+            warnings.filterwarnings("ignore", category=UserWarning, module=module)
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=module)
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+        # Pillow logs some refusals ("More samples per pixel than can be decoded"); with no
+        # handler anywhere, Python's last resort would print them.
+        logging.getLogger("PIL").addHandler(logging.NullHandler())
+        _silence_libtiff()
+
+
+def _silence_libtiff() -> None:
+    import ctypes
+    import glob
+
+    from PIL import Image
+
+    try:
+        from PIL import _imaging
+
+        folder = os.path.join(os.path.dirname(os.path.dirname(Image.__file__)), "pillow.libs")
+        candidates = glob.glob(os.path.join(folder, "libtiff*.so*")) or [_imaging.__file__]
+        for candidate in candidates:
+            library = ctypes.CDLL(candidate)
+            if hasattr(library, "TIFFSetWarningHandler"):
+                library.TIFFSetWarningHandler.restype = ctypes.c_void_p
+                library.TIFFSetErrorHandler.restype = ctypes.c_void_p
+                library.TIFFSetWarningHandler(None)
+                library.TIFFSetErrorHandler(None)
+    except (OSError, AttributeError, ImportError):
+        pass  # a Pillow built otherwise: its messages stay, nothing else changes
+
+
 def open_image(path: str, min_short_side: int | None = None, source: "str | BinaryIO | None" = None) -> "Image.Image":
     """Decode one image file or URL to RGB with EXIF orientation applied; raise InputError otherwise.
 
@@ -77,7 +170,7 @@ def open_image(path: str, min_short_side: int | None = None, source: "str | Bina
     1/2, 1/4 or 1/8 scale while the short side stays at least that long, which is most of the
     decoding cost for camera photos.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     if source is None:
         source = input_source(path)
@@ -87,35 +180,19 @@ def open_image(path: str, min_short_side: int | None = None, source: "str | Bina
     if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
         # Pillow refuses at twice its own limit before we can look; let a raised limit through.
         Image.MAX_IMAGE_PIXELS = limit
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns between 1x and 2x its limit; ours is checked below, exactly.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
-                if image.width * image.height > limit:
-                    raise Image.DecompressionBombError(f"{image.width}x{image.height}")
-                if getattr(image, "n_frames", 1) > 1:
-                    image.seek(0)
-                if min_short_side and image.format == "JPEG":
-                    short = min(image.size)
-                    if short >= 2 * min_short_side:
-                        scale = min_short_side / short
-                        image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                return _to_rgb(image)
-    except Image.DecompressionBombError:
-        raise InputError(
-            f"{path}: image is larger than {limit:,} pixels (possible decompression bomb); "
-            "set PTM_MAX_PIXELS to allow it"
-        ) from None
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        raise unreadable(path, exc) from None
-    except UnidentifiedImageError:
-        sent = getattr(source, "content_type", None)
-        said = f" (the server sent {sent})" if sent else ""
-        raise InputError(f"{path}: not an image Pillow can read{said}") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        # Truncated files, broken chunks and bad headers all surface as one of these.
-        reason = str(exc) or type(exc).__name__
-        raise InputError(f"{path}: cannot decode image ({reason})") from None
+    with decoding(path, source), warnings.catch_warnings():
+        # Pillow warns between 1x and 2x its limit; ours is checked below, exactly.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(source) as image:
+            if image.width * image.height > limit:
+                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
+            # No seek: an image opens at its first frame, and for a PSD "frame 0" would be
+            # outside the sequence (its frames are layers 1..n; what opens is the composite).
+            if min_short_side and image.format == "JPEG":
+                short = min(image.size)
+                if short >= 2 * min_short_side:
+                    scale = min_short_side / short
+                    image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)

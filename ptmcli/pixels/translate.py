@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ptmcli.downloads import input_source
-from ptmcli.pixels.decode import open_image
+from ptmcli.errors import InputError
+from ptmcli.pixels.decode import decoding, max_pixels, open_image, quiet_decoders
 from ptmcli.pixels.recipes import TranslatePreprocess
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ def _alpha_channel(source: "str | BinaryIO", size: tuple[int, int]) -> "np.ndarr
         )
         if not has_alpha:
             return None
-        if getattr(image, "n_frames", 1) > 1:
-            image.seek(0)
         alpha = ImageOps.exif_transpose(image.convert("RGBA")).getchannel("A")
     if alpha.size != size:
         alpha = alpha.resize(size, Image.BILINEAR)
@@ -66,9 +65,15 @@ def prepare_image(path: str, short_side: int) -> Prepared:
     source = input_source(path)  # a URL is downloaded once, for the pixels and the alpha both
     image: Image.Image = open_image(path, min_short_side=short_side or None, source=source)
     size = processed_size(*image.size, short_side)
+    if size[0] * size[1] > max_pixels():
+        # A sliver (5 x 16,000,000) resized to a 256 short side would be hundreds of gigabytes.
+        raise InputError(f"{path}: {image.width}x{image.height} resized to a short side of {short_side} "
+                         f"would be {size[0] * size[1]:,} pixels, more than {max_pixels():,}; "
+                         "set PTM_MAX_PIXELS to allow it, or crop it first")
     if size != image.size:
         image = image.resize(size, Image.BILINEAR)
-    alpha = _alpha_channel(source, size)
+    with decoding(path, source):  # the second decode, for transparency, under the same boundary
+        alpha = _alpha_channel(source, size)
     return Prepared(rgb=np.asarray(image), alpha=alpha)
 
 
@@ -125,6 +130,7 @@ def megapixels(paths: list[str], short_side: int, recipe: TranslatePreprocess) -
 
     if not paths:
         return 0.0
+    quiet_decoders()  # headers of hostile files warn too; stderr is ptm's
     step = max(1, len(paths) // _SIZE_SAMPLE)
     sample = paths[::step][:_SIZE_SAMPLE]
     total = 0

@@ -14,36 +14,40 @@ that replaces it atomically. Both layouts have the same datasets, shapes and mea
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from ptmcli.atomic import replacing
 from ptmcli.errors import OutputUnwritable
-from ptmcli.results import BatchOutput
-from ptmcli.sinks.resultfile import (
+from ptmcli.results import BatchOutput, Classification
+from ptmcli.sinks.hdf5_final import (  # noqa: F401 - merge and compact are this format's too
+    ROW_COLUMNS,
+    checked,
+    compact,
+    describe_file,
+    merge_files,
+    mismatches,
+    open_h5,
+)
+from ptmcli.sinks.resultrows import (
     ERROR,
     ERROR_BYTES,
-    FORMAT_NAME,
-    FORMAT_VERSION,
     OK,
     PENDING,
     STATUS_NAMES,
     Row,
     RunInfo,
     check_free_space,
+    decoded,
     encode,
+    encoded,
     label_bytes,
+    reading,
     write_failed,
 )
 
 if TYPE_CHECKING:
     import numpy as np
-
-# Final layout: chunks of about this many bytes per dataset, gzip level 4 (readable everywhere).
-_CHUNK_BYTES = 1 << 20
-_COPY_BLOCK_BYTES = 32 << 20
-
 
 def batch_columns(batch: BatchOutput, info: RunInfo) -> dict[str, "np.ndarray"]:
     """A batch as one array per dataset (failed rows: index -1, NaN, empty labels)."""
@@ -57,10 +61,10 @@ def batch_columns(batch: BatchOutput, info: RunInfo) -> dict[str, "np.ndarray"]:
     # Fixed-size UTF-8 strings: h5py converts NumPy bytes only when they carry its string dtype.
     top_label = np.zeros((n, k), dtype=h5py.string_dtype("utf-8", label_bytes(info.categories)))
     for i, result in enumerate(batch.results):
-        for j, p in enumerate(result.predictions[:k]):
-            top_index[i, j] = p.index
-            top_probability[i, j] = p.probability
-            top_label[i, j] = encode(p.label)
+        for j, (index, label, probability) in enumerate(encoded(result, k)[2]):
+            top_index[i, j] = index
+            top_probability[i, j] = probability
+            top_label[i, j] = encode(label)
     columns = {
         "status": status,
         "error": np.array([encode(r.error or "", ERROR_BYTES) for r in batch.results],
@@ -118,49 +122,6 @@ def _row_bytes(info: RunInfo) -> int:
     return total
 
 
-def open_h5(path: Path, mode: str, **kwargs):
-    import h5py
-
-    try:
-        return h5py.File(path, mode, **kwargs)
-    except OSError as exc:
-        text = str(exc)
-        if "lock" in text:
-            raise OutputUnwritable(
-                f"{path} is open in another process",
-                ["wait for that run to end; to only look at a running job's file, open it with "
-                 "h5py.File(path, 'r', locking=False)"],
-            ) from None
-        raise OutputUnwritable(
-            f"cannot open {path} as HDF5 ({text.splitlines()[0] if text else type(exc).__name__})",
-            ["if it is a damaged results file, rerun with --force to start it over"],
-        ) from None
-
-
-def read_info(f, path: Path) -> dict:
-    attrs = {key: f.attrs[key] for key in f.attrs}
-    if attrs.get("ptm_format") != FORMAT_NAME:
-        raise OutputUnwritable(f"{path} is not a ptm classify results file",
-                               ["choose another --output, or --force to replace it"])
-    if int(attrs.get("ptm_format_version", 0)) > FORMAT_VERSION:
-        raise OutputUnwritable(f"{path} was written by a newer ptm (format {attrs['ptm_format_version']})",
-                               ["upgrade ptm"])
-    return attrs
-
-
-def describe_file(f) -> dict:
-    """What must agree between a file and a run (or between merged files)."""
-    attrs = f.attrs
-    return {
-        "model": str(attrs.get("model")),
-        "weights_sha256": str(attrs.get("weights_sha256")),
-        "preprocess": str(attrs.get("preprocess")),
-        "top_k": int(attrs.get("top_k", -1)),
-        "probabilities": f["probabilities"].shape[1:] if "probabilities" in f else None,
-        "features": f["features"].shape[1:] if "features" in f else None,
-    }
-
-
 def _describe_run(info: RunInfo) -> dict:
     return {
         "model": info.model,
@@ -170,15 +131,6 @@ def _describe_run(info: RunInfo) -> dict:
         "probabilities": (len(info.categories),) if info.save_probabilities else None,
         "features": (info.feature_dim,) if info.feature_dim else None,
     }
-
-
-_OPTION_OF = {"model": "--model", "weights_sha256": "--weights", "preprocess": "--model, --precision or --exact-decode",
-              "top_k": "--top", "probabilities": "--save-probs", "features": "--save-features"}
-
-
-def mismatches(have: dict, want: dict) -> list[str]:
-    return [f"{key}: file has {have[key]!r}, this run {want[key]!r} ({_OPTION_OF[key]})"
-            for key in want if have[key] != want[key]]
 
 
 def _preallocated(f, name: str, shape: tuple, dtype) -> None:
@@ -258,9 +210,7 @@ def _copy_rows_by_path(old, new, rows: Sequence[Row]) -> None:
 
 
 def _row_datasets_of(f) -> list[tuple[str, tuple, object]]:
-    return [(name, f[name].shape[1:], f[name].dtype) for name in
-            ("status", "error", "top_index", "top_label", "top_probability", "probabilities", "features")
-            if name in f]
+    return [(name, f[name].shape[1:], f[name].dtype) for name in ROW_COLUMNS if name in f]
 
 
 class Hdf5Results:
@@ -275,43 +225,53 @@ class Hdf5Results:
         self.written = 0
         self._file = None
         self._final_already = False
+        self._done: dict[bytes, Classification] = {}
         needed = len(rows) * _row_bytes(info)
         if not (resume and path.exists()):
             check_free_space(path, needed)
             _create_working(path, rows, info)
         else:
-            with open_h5(path, "r") as old:
-                read_info(old, path)
-                problems = mismatches(describe_file(old), _describe_run(info))
-                if problems:
-                    raise OutputUnwritable(
-                        f"{path} holds results made differently from this run",
-                        [*problems, "rerun with the options it was made with, or use another --output "
-                         "(--force starts it over)"],
-                    )
-                same_rows = (
-                    old["path"].shape[0] == len(rows)
-                    and np.array_equal(old["input_index"][...], [r.position for r in rows])
-                    and list(old["path"][...]) == [encode(r.path) for r in rows]
-                )
-                working = str(old.attrs.get("layout")) == "working"
-                all_ok = bool((old["status"][...] == OK).all())
-                if same_rows and not working and all_ok:
-                    self._final_already = True  # nothing to redo: leave the file untouched
-                elif not (same_rows and working):
-                    # Other inputs, or failed rows to retry in a compressed file: copy the rows
-                    # that are done into a new working file, in this run's order.
-                    check_free_space(path, needed)
-                    _create_working(path, rows, info, fill=lambda new: _copy_rows_by_path(old, new, rows))
-            if same_rows and working:
-                allocated = os.stat(path).st_blocks * 512
-                check_free_space(path, max(0, needed - allocated))
+            self._reopen(needed)
         if self._final_already:
             self._status = np.full(len(rows), OK, dtype=np.uint8)
         else:
             self._file = open_h5(path, "r+")
             self._status = self._file["status"][...]
         self.todo: list[int] = [int(i) for i in np.flatnonzero(self._status != OK)]
+
+    def _reopen(self, needed: int) -> None:
+        """Check what an earlier run wrote, keep its results, and carry on in a working file.
+
+        Everything is read and checked before anything is written: a damaged file is refused
+        (resultrows.reading names it) and left as it was."""
+        import numpy as np
+
+        path, rows = self.path, self.rows
+        with open_h5(path, "r") as old:
+            found = checked(old, path)
+            problems = mismatches(describe_file(old), _describe_run(self.info))
+            if problems:
+                raise OutputUnwritable(
+                    f"{path} holds results made differently from this run",
+                    [*problems, "rerun with the options it was made with, or use another --output "
+                     "(--force starts it over)"],
+                )
+            old_paths = list(old["path"][...])
+            done = h5_rows(old, np.flatnonzero(found.status == OK))
+            self._done = {bytes(old_paths[row]): result for row, result in done.items()}
+            same_rows = (found.rows == len(rows) and np.array_equal(found.input_index, [r.position for r in rows])
+                         and old_paths == [encode(r.path) for r in rows])
+            working = found.attrs.get("layout") == "working"
+            if same_rows and not working and bool((found.status == OK).all()):
+                self._final_already = True  # nothing to redo: leave the file untouched
+            elif not (same_rows and working):
+                # Other inputs, or failed rows to retry in a compressed file: copy the rows
+                # that are done into a new working file, in this run's order.
+                check_free_space(path, needed)
+                _create_working(path, rows, self.info, fill=lambda new: _copy_rows_by_path(old, new, rows))
+        if same_rows and working:
+            allocated = os.stat(path).st_blocks * 512
+            check_free_space(path, max(0, needed - allocated))
 
     def write(self, local_rows: Sequence[int], batch: BatchOutput) -> None:
         import numpy as np
@@ -345,15 +305,8 @@ class Hdf5Results:
     def done_before(self) -> dict:
         """{row: Classification} of the rows an earlier run classified (what --resume skips).
         Call it before the first write."""
-        import numpy as np
-
-        from ptmcli.sinks.readback import h5_rows
-
-        done = np.flatnonzero(self._status == OK)
-        if self._file is not None:
-            return h5_rows(self._file, done)
-        with open_h5(self.path, "r") as f:
-            return h5_rows(f, done)
+        return {i: self._done[key] for i, key in enumerate(encode(r.path) for r in self.rows)
+                if self._status[i] == OK and key in self._done}
 
     def close(self) -> None:
         """Flush and close; when every row has a result, rewrite as the compact final file."""
@@ -367,7 +320,8 @@ class Hdf5Results:
         if self.complete and not self._final_already:
             self._final_already = True
             try:
-                compact(self.path)
+                with reading(self.path, "resume"):
+                    compact(self.path)
             except OSError as exc:
                 raise OutputUnwritable(
                     f"every result is in {self.path}, but compressing it failed "
@@ -385,105 +339,36 @@ class Hdf5Results:
             self._file = None
 
 
-def compact(path: Path) -> None:
-    """Rewrite a working file as a final one (chunked, compressed), atomically."""
+def h5_rows(f, rows: Iterable[int] | None = None) -> dict[int, Classification]:
+    """{row: Classification} for the rows of an open, checked results file that have a result;
+    every field goes through the row codec."""
     import numpy as np
 
-    with open_h5(path, "r") as source:
-        if str(source.attrs.get("layout")) != "working":
-            return
-        attrs = {key: source.attrs[key] for key in source.attrs}
-        n = source["status"].shape[0]
-        plan = MergePlan([source], np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64))
-        write_final(path, attrs, plan)
+    status = f["status"][...]
+    wanted = np.flatnonzero(status != PENDING) if rows is None else np.array(
+        [r for r in rows if status[r] != PENDING], dtype=np.int64)
+    if not len(wanted):
+        return {}
+    paths = f["path"].asstr()[...]
+    # Whole columns, then pick: one read per dataset however scattered the rows are.
+    index, label = f["top_index"][...], f["top_label"].asstr()[...]
+    probability, error = f["top_probability"][...], f["error"].asstr()[...]
+    found = {}
+    for row in (int(r) for r in wanted):
+        triples = [(index[row, j], label[row, j], probability[row, j])
+                   for j in range(index.shape[1]) if index[row, j] >= 0]
+        found[row] = decoded(f"row {row}", str(paths[row]), STATUS_NAMES[int(status[row])], str(error[row]), triples)
+    return found
 
 
-@dataclass
-class MergePlan:
-    """Row i of the result comes from row `rows[i]` of file `sources[files[i]]`."""
-
-    sources: list
-    files: "np.ndarray"
-    rows: "np.ndarray"
-
-
-def _final_dataset(f, name: str, n: int, row_shape: tuple, dtype) -> None:
-    import numpy as np
-
-    row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * (np.dtype(dtype).itemsize or 16))
-    chunk_rows = max(1, min(max(n, 1), _CHUNK_BYTES // row_bytes))
-    f.create_dataset(
-        name, (n, *row_shape), dtype=dtype, chunks=(chunk_rows, *row_shape), maxshape=(None, *row_shape),
-        compression="gzip", compression_opts=4, shuffle=np.dtype(dtype).kind in "fiu",
-    )
+def read_results(path: Path, kind: str = "hdf5") -> tuple[dict, list[str], dict[int, Classification]]:
+    """(how it was made, every input's path in order, {row: result}), every field checked."""
+    with open_h5(path, "r", locking=False) as f:
+        found = checked(f, path)
+        results = h5_rows(f)
+        paths = [str(p) for p in f["path"].asstr()[...]]
+    return found.attrs, paths, results
 
 
-def write_final(dest: Path, attrs: dict, plan: MergePlan, complete: bool = True) -> None:
-    """Write rows chosen by `plan` into a final-layout file at `dest` (via a temporary file)."""
-    import h5py
-    import numpy as np
-
-    first = plan.sources[0]
-    n = len(plan.rows)
-    names = [name for name in ("status", "error", "top_index", "top_label", "top_probability",
-                               "probabilities", "features") if name in first]
-    longest_error = 1
-    for source in plan.sources:
-        failed = np.flatnonzero(source["status"][...] == ERROR)
-        if len(failed):
-            longest_error = max(longest_error, max(len(bytes(e).rstrip(b"\0")) for e in source["error"][failed]))
-    with replacing(dest) as tmp, h5py.File(tmp, "w", libver="earliest") as out:
-        for key, value in attrs.items():
-            out.attrs[key] = value
-        out.attrs["layout"] = "final"
-        out.create_dataset("classes", data=first["classes"][...], dtype=h5py.string_dtype())
-        _final_dataset(out, "path", n, (), h5py.string_dtype())
-        _final_dataset(out, "input_index", n, (), np.dtype(np.int64))
-        for name in names:
-            dtype = first[name].dtype
-            if name == "error":
-                dtype = h5py.string_dtype("utf-8", longest_error)
-            _final_dataset(out, name, n, first[name].shape[1:], dtype)
-        row_bytes = sum(int(np.prod(first[nm].shape[1:], dtype=np.int64)) * first[nm].dtype.itemsize
-                        for nm in names) + 64
-        block = max(1, _COPY_BLOCK_BYTES // row_bytes)
-        pending = False
-        for a in range(0, n, block):
-            b = min(n, a + block)
-            columns = _gather(plan, a, b, ["path", "input_index", *names])
-            status = columns["status"]
-            pending |= bool((status == PENDING).any())
-            not_ok = status != OK
-            columns["error"] = np.where(status == ERROR, columns["error"], b"").astype(
-                h5py.string_dtype("utf-8", longest_error))
-            columns["top_index"][not_ok] = -1
-            columns["top_label"][not_ok] = b""
-            columns["top_probability"][not_ok] = np.nan
-            for name in ("probabilities", "features"):
-                if name in columns:
-                    columns[name][not_ok] = np.nan
-            for name, values in columns.items():
-                out[name][a:b] = values
-        out.attrs["complete"] = complete and not pending
-
-
-def _gather(plan: MergePlan, a: int, b: int, names: list[str]) -> dict:
-    import numpy as np
-
-    files, rows = plan.files[a:b], plan.rows[a:b]
-    columns: dict = {}
-    for index, source in enumerate(plan.sources):
-        mask = files == index
-        if not mask.any():
-            continue
-        wanted = rows[mask]
-        low, high = int(wanted.min()), int(wanted.max()) + 1
-        for name in names:
-            values = source[name][low:high][wanted - low]
-            if name not in columns:
-                columns[name] = np.empty((b - a, *values.shape[1:]), dtype=values.dtype)
-            elif values.dtype.itemsize > columns[name].dtype.itemsize:
-                # Fixed-size strings: files differ in width (the longest error of each shard).
-                columns[name] = columns[name].astype(values.dtype)
-            columns[name][mask] = values
-    return columns
+def open_results(path: Path, kind: str, rows: Sequence[Row], info: RunInfo, resume: bool) -> Hdf5Results:
+    return Hdf5Results(path, rows, info, resume)

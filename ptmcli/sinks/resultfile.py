@@ -1,33 +1,35 @@
-"""Result files for batch jobs: what every kind shares, and the choice of kind.
+"""Result files for batch jobs: the one place that chooses the kind of file, by its suffix.
 
 Every file holds one row per input, in input order, and is written batch by batch, so a job that
-is killed loses at most the batch in flight, and `--resume` carries on where it stopped. HDF5
-(.h5) is in hdf5_results.py, JSON lines and CSV/TSV in text_results.py.
+is killed loses at most the batch in flight, and `--resume` carries on where it stopped. Each kind
+is one module that writes, reads (checking every field), resumes and merges: HDF5 (.h5) in
+hdf5_results.py (and hdf5_final.py), JSON lines and CSV/TSV in text_results.py. What they share
+(RunInfo, Row, the row codec, the reader boundary) is resultrows.py.
 
 Torch-free: `ptm merge` uses these modules without loading PyTorch.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from ptmcli.atomic import temp_beside
 from ptmcli.errors import OutputExists, OutputUnwritable, UsageProblem
-from ptmcli.sinks.formats import bytes_text
-
-FORMAT_NAME = "ptm-classify"
-FORMAT_VERSION = 1
-
-PENDING, OK, ERROR = 0, 1, 2
-STATUS_NAMES = {PENDING: "pending", OK: "ok", ERROR: "error"}
-
-# Error messages are stored in fixed-size fields while a job runs (a variable-length string
-# would live in HDF5's heap, which a killed process can leave half-written); longer ones are cut.
-ERROR_BYTES = 1024
+from ptmcli.sinks.resultrows import (  # noqa: F401 - the names callers import from here
+    ERROR,
+    ERROR_BYTES,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    OK,
+    PENDING,
+    STATUS_NAMES,
+    ResultsDamaged,
+    Row,
+    RunInfo,
+    reading,
+)
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 TEXT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}
@@ -45,51 +47,6 @@ def output_kind(path: str | Path) -> str:
         ["name it .h5 (HDF5, the only kind that can hold --save-probs/--save-features), "
          ".jsonl, .csv or .tsv"],
     )
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """How the results were made: stored as attributes, checked on --resume and merge."""
-
-    model: str
-    weights_file: str
-    weights_sha256: str
-    preprocess: dict
-    top_k: int
-    categories: tuple[str, ...] = field(repr=False)
-    save_probabilities: bool = False
-    feature_dim: int | None = None
-    shard: str = ""  # "K/N", or "" for a run over all inputs
-    inputs_total: int = 0
-    ptm_version: str = ""
-    device: str = ""  # where the numbers were computed ("cpu", "cuda:0"): for people, never checked
-    runtime: str = ""  # what computed them, with its version ("openvino 2026.4.1"): likewise
-    precision: str = ""  # also inside `preprocess`, which --resume and merge check
-
-    def attrs(self) -> dict:
-        return {
-            "ptm_format": FORMAT_NAME,
-            "ptm_format_version": FORMAT_VERSION,
-            "ptm_version": self.ptm_version,
-            "device": self.device,
-            "runtime": self.runtime,
-            "precision": self.precision,
-            "model": self.model,
-            "weights_file": self.weights_file,
-            "weights_sha256": self.weights_sha256,
-            "preprocess": json.dumps(self.preprocess, sort_keys=True),
-            "top_k": self.top_k,
-            "shard": self.shard,
-            "inputs_total": self.inputs_total,
-        }
-
-
-@dataclass(frozen=True)
-class Row:
-    """One input of this run: its position in the whole input list and its path."""
-
-    position: int
-    path: str
 
 
 # --- checks before any work ----------------------------------------------------------------
@@ -120,50 +77,23 @@ def check_output(path_text: str, resume: bool, force: bool) -> Path:
     return path
 
 
-def check_free_space(path: Path, needed: int) -> None:
-    try:
-        stat = os.statvfs(path.parent)
-    except (OSError, AttributeError):
-        return
-    free = stat.f_bavail * stat.f_frsize
-    if needed > free:
-        raise OutputUnwritable(
-            f"not enough space for {path}: it needs about {bytes_text(needed)}, {bytes_text(free)} are free",
-            ["free some space, or write to another disk with --output"],
-        )
+def results_format(path: str | Path):
+    """The module that writes, reads, resumes and merges this kind of file (chosen by suffix)."""
+    if output_kind(path) == "hdf5":
+        from ptmcli.sinks import hdf5_results
 
+        return hdf5_results
+    from ptmcli.sinks import text_results
 
-def write_failed(path: Path, exc: BaseException, done: int) -> OutputUnwritable:
-    reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
-    return OutputUnwritable(
-        f"could not write {path} ({reason}); the {done:,} results written before are kept",
-        ["free space (or fix the problem), then run the same command with --resume"],
-    )
-
-
-# --- rows of a batch as columns --------------------------------------------------------------
-
-
-def encode(text: str, limit: int | None = None) -> bytes:
-    data = text.replace("\n", " ").replace("\r", " ").encode("utf-8", "surrogateescape")
-    if limit is not None and len(data) > limit:
-        data = data[:limit].decode("utf-8", "ignore").encode("utf-8")
-    return data
-
-
-def label_bytes(categories: Sequence[str]) -> int:
-    return max([1, *(len(encode(c)) for c in categories)])
+    return text_results
 
 
 def open_results(path: Path, rows: Sequence[Row], info: RunInfo, resume: bool):
-    """An HDF5 or text results file for this run; `.todo` lists the rows still to compute."""
+    """An HDF5 or text results file for this run; `.todo` lists the rows still to compute.
+
+    On --resume, a file that is damaged is refused (ResultsDamaged, exit 2) and left as it is."""
     kind = output_kind(path)
-    if kind == "hdf5":
-        from ptmcli.sinks.hdf5_results import Hdf5Results
-
-        return Hdf5Results(path, rows, info, resume)
-    if info.save_probabilities or info.feature_dim:
+    if kind != "hdf5" and (info.save_probabilities or info.feature_dim):
         raise UsageProblem("--save-probs and --save-features need an HDF5 --output (.h5)")
-    from ptmcli.sinks.text_results import TextResults
-
-    return TextResults(path, kind, rows, info, resume)
+    with reading(path, "resume"):
+        return results_format(path).open_results(path, kind, rows, info, resume)

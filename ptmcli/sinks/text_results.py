@@ -1,12 +1,13 @@
-"""Text result files: JSON lines (.jsonl), CSV (.csv) and TSV (.tsv).
+"""Text result files: JSON lines (.jsonl), CSV (.csv) and TSV (.tsv): write, read, resume, merge.
 
 Appended and flushed line by line; a resumed run appends its rows and, when it completes,
-rewrites the file in input order. A line cut off by a kill is dropped on --resume.
+rewrites the file in input order. A line cut off by a kill is dropped on --resume. Every line
+read back is decoded by the row codec (resultrows.py), which checks each field: a damaged or
+hand-edited line is refused with its line number, before anything is written.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -18,7 +19,10 @@ from ptmcli.errors import OutputUnwritable
 from ptmcli.results import BatchOutput, Classification
 from ptmcli.sinks.formats import csv_reader, csv_writer
 from ptmcli.sinks.records import json_record, wide_fields, wide_header
-from ptmcli.sinks.resultfile import Row, RunInfo, write_failed
+from ptmcli.sinks.resultrows import Damaged, Row, RunInfo, as_int, check, decoded, reading, write_failed
+
+# (position in the whole input list, the result) of one line.
+TextRow = tuple[int, Classification]
 
 
 def text_record(fmt: str, position: int, result: Classification, top_k: int):
@@ -36,51 +40,89 @@ def serialize(fmt: str, record) -> str:
     return buffer.getvalue()
 
 
-def read_text_records(path: Path, fmt: str, top_k: int | None = None) -> tuple[list, int]:
-    """Records of a jsonl/csv/tsv results file, and the byte length of its complete lines.
+def _line(fmt: str, position: int, result: Classification, top_k: int) -> str:
+    return serialize(fmt, text_record(fmt, position, result, top_k))
 
-    A last line without its newline is what a killed writer leaves: it is not counted.
-    """
+
+def _jsonl_rows(text: str) -> list[TextRow]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise Damaged(f"{where} is not JSON") from None
+        check(isinstance(record, dict) and {"input_index", "path", "status"} <= record.keys(),
+              f"{where} is not a ptm result")
+        predictions = record.get("predictions", [])
+        check(isinstance(predictions, list), f"{where}: predictions is not a list")
+        triples = []
+        for rank, p in enumerate(predictions, start=1):
+            check(isinstance(p, dict) and {"rank", "index", "label", "probability"} <= p.keys(),
+                  f"{where}: prediction {rank} is not a ptm prediction")
+            check(as_int(p["rank"], f"{where}: a rank", 1) == rank, f"{where}: predictions out of rank order")
+            triples.append((p["index"], p["label"], p["probability"]))
+        rows.append((as_int(record["input_index"], f"{where}: input_index"),
+                     decoded(where, record["path"], record["status"], record.get("error"), triples)))
+    return rows
+
+
+def _wide_rows(text: str, fmt: str) -> tuple[list[TextRow], list[str] | None]:
+    reader = csv_reader(io.StringIO(text, newline=""), fmt)
+    header = next(reader, None)
+    if header is None:
+        return [], None
+    check(header[:4] == ["input_index", "path", "status", "error"] and (len(header) - 4) % 3 == 0,
+          "its header is not ptm's")
+    top_k = (len(header) - 4) // 3
+    check(header == wide_header(top_k), "its header is not ptm's")
+    rows = []
+    for fields in reader:
+        if not fields:
+            continue
+        where = f"line {reader.line_num}"
+        check(len(fields) == len(header), f"{where} has {len(fields)} fields, the header {len(header)}")
+        triples = [tuple(fields[c:c + 3]) for c in range(4, len(fields), 3) if fields[c] != ""]
+        rows.append((as_int(fields[0], f"{where}: input_index"),
+                     decoded(where, fields[1], fields[2], fields[3], triples)))
+    return rows, header
+
+
+def read_rows(path: Path, fmt: str, top_k: int | None = None) -> tuple[list[TextRow], int, list[str] | None]:
+    """(rows, byte length of the complete lines, csv/tsv header) of a results file, every field
+    checked. A last line without its newline is what a killed writer leaves: it is not read."""
     data = path.read_bytes()
     complete = data.rfind(b"\n") + 1
     text = data[:complete].decode("utf-8", "surrogateescape")
-    records: list = []
-    try:
-        if fmt == "jsonl":
-            for number, line in enumerate(text.splitlines(), 1):
-                if line.strip():
-                    record = json.loads(line)
-                    if not isinstance(record, dict) or not {"input_index", "path", "status"} <= record.keys():
-                        raise ValueError(f"line {number} is not a ptm result")
-                    records.append(record)
-        else:
-            reader = csv_reader(io.StringIO(text, newline=""), fmt)
-            header = next(reader, None)
-            if header is not None:
-                if header[:4] != ["input_index", "path", "status", "error"]:
-                    raise ValueError("its header is not ptm's")
-                if top_k is not None and header != wide_header(top_k):
-                    raise OutputUnwritable(
-                        f"{path} holds {(len(header) - 4) // 3} classes per input, this run {top_k}",
-                        ["rerun with the --top it was made with, or use another --output"],
-                    )
-                records = [row for row in reader if row]
-    except (ValueError, json.JSONDecodeError, csv.Error) as exc:
-        raise OutputUnwritable(f"{path} is not a ptm {fmt} results file ({exc})",
-                               ["choose another --output, or --force to replace it"]) from None
-    return records, complete
-
-
-def _record_fields(fmt: str, record) -> tuple[int, str, str]:
+    header = None
     if fmt == "jsonl":
-        return int(record["input_index"]), record["path"], record["status"]
-    return int(record[0]), record[1], record[2]
+        rows = _jsonl_rows(text)
+    else:
+        rows, header = _wide_rows(text, fmt)
+    if top_k is not None:
+        counts = {len(result.predictions) for _, result in rows if result.ok}
+        if header is not None:
+            counts.add((len(header) - 4) // 3)
+        other = next((n for n in sorted(counts) if n != top_k), None)
+        if other is not None:
+            raise OutputUnwritable(f"{path} holds {other} classes per input, this run {top_k}",
+                                   ["rerun with the --top it was made with, or use another --output"])
+    return rows, complete, header
 
 
-def _with_position(fmt: str, record, position: int):
-    if fmt == "jsonl":
-        return {**record, "input_index": position}
-    return [str(position), *record[1:]]
+def read_results(path: Path, fmt: str) -> tuple[dict, list[str], dict[int, Classification]]:
+    """What `ptm report` shows: no provenance (text files record none), the rows in input order
+    (the latest line of each position wins)."""
+    rows, _, _ = read_rows(path, fmt)
+    latest = dict(rows)
+    order = sorted(latest)
+    return {}, [latest[p].path for p in order], {row: latest[p] for row, p in enumerate(order)}
+
+
+def open_results(path: Path, fmt: str, rows: Sequence[Row], info: RunInfo, resume: bool) -> "TextResults":
+    return TextResults(path, fmt, rows, info, resume)
 
 
 class TextResults:
@@ -92,37 +134,13 @@ class TextResults:
         self.rows = rows
         self.info = info
         self.written = 0
-        self._failed = 0
-        self._done_records: dict = {}
-        done_paths: set[str] = set()
+        self._done: dict[str, Classification] = {}
         self._rewrite = False
+        mode = "w"
         if resume and path.exists():
-            records, complete = read_text_records(path, fmt, info.top_k)
-            if fmt == "jsonl" and info.top_k:
-                for record in records:
-                    if record.get("status") == "ok" and len(record.get("predictions", ())) != info.top_k:
-                        raise OutputUnwritable(
-                            f"{path} holds {len(record['predictions'])} classes per input, this run {info.top_k}",
-                            ["rerun with the --top it was made with, or use another --output"])
-            latest = {}
-            for record in records:
-                _, record_path, status = _record_fields(fmt, record)
-                latest[record_path] = status
-            done_paths = {p for p, status in latest.items() if status == "ok"}
-            self._done_records = {_record_fields(fmt, r)[1]: r for r in records
-                                  if _record_fields(fmt, r)[1] in done_paths}
-            self._rewrite = bool(records)
-            try:
-                with open(path, "r+b") as handle:
-                    handle.truncate(complete)
-                    if fmt != "jsonl" and complete == 0:
-                        handle.write(serialize(fmt, wide_header(info.top_k)).encode())
-            except OSError as exc:
-                raise write_failed(path, exc, len(records)) from None
+            self._done = self._reopen()
             mode = "a"
-        else:
-            mode = "w"
-        self.todo = [i for i, row in enumerate(rows) if row.path not in done_paths]
+        self.todo = [i for i, row in enumerate(rows) if row.path not in self._done]
         self._pending = set(self.todo)
         try:
             self._handle = open(path, mode, encoding="utf-8", errors="surrogateescape", newline="")
@@ -130,13 +148,25 @@ class TextResults:
                 self._handle.write(serialize(fmt, wide_header(info.top_k)))
                 self._handle.flush()
         except OSError as exc:
-            raise OutputUnwritable(f"cannot write {path} ({exc.strerror or exc})") from None
+            raise OutputUnwritable(f"cannot write {self.path} ({exc.strerror or exc})") from None
+
+    def _reopen(self) -> dict[str, Classification]:
+        """Read what an earlier run wrote (refusing a damaged file untouched); drop a cut-off line."""
+        found, complete, _ = read_rows(self.path, self.fmt, self.info.top_k)
+        latest = {result.path: result for _, result in found}
+        self._rewrite = bool(found)
+        try:
+            with open(self.path, "r+b") as handle:
+                handle.truncate(complete)
+                if self.fmt != "jsonl" and complete == 0:
+                    handle.write(serialize(self.fmt, wide_header(self.info.top_k)).encode())
+        except OSError as exc:
+            raise write_failed(self.path, exc, len(found)) from None
+        return {p: result for p, result in latest.items() if result.ok}
 
     def write(self, local_rows: Sequence[int], batch: BatchOutput) -> None:
-        text = "".join(
-            serialize(self.fmt, text_record(self.fmt, self.rows[row].position, result, self.info.top_k))
-            for row, result in zip(local_rows, batch.results)
-        )
+        text = "".join(_line(self.fmt, self.rows[row].position, result, self.info.top_k)
+                       for row, result in zip(local_rows, batch.results))
         try:
             self._handle.write(text)
             self._handle.flush()
@@ -151,10 +181,7 @@ class TextResults:
 
     def done_before(self) -> dict:
         """{row: Classification} of the rows an earlier run classified (what --resume skips)."""
-        from ptmcli.sinks.readback import text_result
-
-        return {i: text_result(self.fmt, self._done_records[row.path]) for i, row in enumerate(self.rows)
-                if row.path in self._done_records}
+        return {i: self._done[row.path] for i, row in enumerate(self.rows) if row.path in self._done}
 
     def abort(self) -> None:
         try:
@@ -170,18 +197,41 @@ class TextResults:
         except OSError as exc:
             raise write_failed(self.path, exc, self.written) from None
         if self.complete and self._rewrite:
-            rewrite_text_in_order(self.path, self.fmt, self.rows, self.info.top_k)
+            self._rewrite_in_order()
+
+    def _rewrite_in_order(self) -> None:
+        """One line per input, in input order (the latest line of each path wins)."""
+        with reading(self.path, "resume"):
+            found, _, _ = read_rows(self.path, self.fmt, self.info.top_k)
+        latest = {result.path: result for _, result in found}
+        k = self.info.top_k
+        lines = [] if self.fmt == "jsonl" else [serialize(self.fmt, wide_header(k))]
+        lines += [_line(self.fmt, row.position, latest[row.path], k) for row in self.rows]
+        atomic_write_text(self.path, "".join(lines))
 
 
-def rewrite_text_in_order(path: Path, fmt: str, rows: Sequence[Row], top_k: int) -> None:
-    """One line per input, in input order (the latest line of each path wins)."""
-    records, _ = read_text_records(path, fmt, top_k)
-    latest = {}
-    for record in records:
-        latest[_record_fields(fmt, record)[1]] = record
-    lines = [] if fmt == "jsonl" else [serialize(fmt, wide_header(top_k))]
-    lines += [serialize(fmt, _with_position(fmt, latest[row.path], row.position)) for row in rows]
-    atomic_write_text(path, "".join(lines))
+def merge_files(sources: list[Path], dest: Path, fmt: str, partial: bool = False) -> None:
+    """The shards' lines in input order, one file; a damaged shard is named and nothing written."""
+    merged: list[TextRow] = []
+    header = None
+    for source in sources:
+        with reading(source, "merge"):
+            found, _, source_header = read_rows(source, fmt)
+        if fmt != "jsonl":
+            if header is not None and source_header != header:
+                raise OutputUnwritable(f"{source} has other columns than {sources[0]}",
+                                       ["merge files made with the same --top"])
+            header = source_header
+        merged += found
+    merged.sort(key=lambda pair: pair[0])
+    for (a, _), (b, _) in zip(merged, merged[1:]):
+        if a == b:
+            raise OutputUnwritable(f"input {a} appears more than once",
+                                   ["merge each shard once; an interrupted shard is put in order by --resume"])
+    top_k = (len(header) - 4) // 3 if header else max((len(r.predictions) for _, r in merged), default=0)
+    lines = [] if fmt == "jsonl" else [serialize(fmt, header or wide_header(top_k))]
+    lines += [_line(fmt, position, result, top_k) for position, result in merged]
+    atomic_write_text(dest, "".join(lines))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -15,6 +15,7 @@ import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 from ptmcli.errors import InputError, UsageProblem
+from ptmcli.tensorio.boundary import as_ptm_error
 from ptmcli.tensorio.sniff import FORMAT_LABELS
 from ptmcli.tensorio.views import ViewMeta, contiguous_strides
 
@@ -162,8 +163,12 @@ class TensorFile:
     def __enter__(self) -> "TensorFile":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> None:
         self.close()
+        if exc is not None:
+            converted = as_ptm_error(self.path, self.format, exc)
+            if converted is not exc:
+                raise converted from exc
 
     def select(self, key: str | None) -> Item | ValueItem | LinkItem | Container:
         """The whole file, one entry, or the entries under a prefix (a dotted name, `/` works too)."""
@@ -193,13 +198,6 @@ def close_names(key: str, names: list[str]) -> list[str]:
     hints = [f"did you mean: {', '.join(close)}?"] if close else []
     hints.append(f"`ptm inspect-tensor FILE` lists the {len(names)} entries")
     return hints
-
-
-def reason(exc: BaseException) -> str:
-    """An unexpected exception from a damaged file as a short, one-line reason."""
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
 
 
 def is_torch_tensor(obj) -> bool:

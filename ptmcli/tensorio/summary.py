@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from ptmcli.errors import InputError, UsageProblem
-from ptmcli.tensorio.items import Item, LinkItem, TensorFile, ValueItem, reason
+from ptmcli.tensorio.boundary import reason
+from ptmcli.tensorio.items import Item, LinkItem, TensorFile, ValueItem
 from ptmcli.tensorio.readers import open_tensor_file
 from ptmcli.tensorio.stats import Stats, compute_stats
 from ptmcli.tensorio.values import to_python, value_repr

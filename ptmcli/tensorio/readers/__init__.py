@@ -2,20 +2,21 @@
 
 `open_tensor_file` recognises the format (sniff.py) and calls its opener, which returns a
 TensorFile of items (items.py). A new format is a module here, a line in READERS and its
-signature in sniff.py. Whatever a hostile file does inside an opener becomes one InputError line.
+signature in sniff.py. Whatever a hostile file does while it is sniffed and opened here, or read
+while it is open (TensorFile.__exit__), becomes one InputError line (boundary.py).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from ptmcli.errors import InputError, UsageProblem
-from ptmcli.tensorio.items import TensorFile, reason
+from ptmcli.tensorio.boundary import as_ptm_error
+from ptmcli.tensorio.items import TensorFile
 from ptmcli.tensorio.readers import hdf5 as hdf5_files
 from ptmcli.tensorio.readers import numpy as numpy_files
 from ptmcli.tensorio.readers import safetensors as safetensors_files
 from ptmcli.tensorio.readers import torch as torch_files
-from ptmcli.tensorio.sniff import FORMAT_LABELS, detect_format
+from ptmcli.tensorio.sniff import detect_format
 
 # (path, format name) -> the opened file. Every name sniff.py can return has one.
 READERS: dict[str, Callable[[str, str], TensorFile]] = {
@@ -29,13 +30,11 @@ READERS: dict[str, Callable[[str, str], TensorFile]] = {
 
 
 def open_tensor_file(path: str) -> TensorFile:
-    """Open any tensor file ptm reads; use it as a context manager (it may hold the file open)."""
-    fmt = detect_format(path)
+    """Open any tensor file ptm reads; use it as a context manager: it may hold the file open, and
+    it turns whatever damage surfaces while it is open into ptm's error."""
+    fmt = None
     try:
+        fmt = detect_format(path)
         return READERS[fmt](path, fmt)
-    except (InputError, UsageProblem):
-        raise
-    except MemoryError:
-        raise InputError(f"{path}: not enough memory to read this file") from None
-    except Exception as exc:  # noqa: BLE001 - any damage in a hostile file is one line, not a traceback
-        raise InputError(f"{path}: cannot read this {FORMAT_LABELS[fmt]} file ({reason(exc)})") from None
+    except Exception as exc:
+        raise as_ptm_error(path, fmt, exc) from exc

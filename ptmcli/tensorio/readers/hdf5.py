@@ -12,8 +12,9 @@ import math
 import warnings
 
 from ptmcli.errors import InputError, UsageProblem
+from ptmcli.tensorio.boundary import reason
 from ptmcli.tensorio.dtypes import CARRIER_DTYPES, h5_dtype_name, numpy_torch_dtype, torch_dtype_name
-from ptmcli.tensorio.items import MAX_NESTING, Container, Item, LinkItem, TensorFile, close_names, reason
+from ptmcli.tensorio.items import MAX_NESTING, Container, Item, LinkItem, TensorFile, close_names
 from ptmcli.tensorio.values import plain
 
 # HDF5 dimension-scale bookkeeping: shown as dimension names, not as attributes.

@@ -13,8 +13,9 @@ import warnings
 import zipfile
 
 from ptmcli.errors import InputError
+from ptmcli.tensorio.boundary import reason
 from ptmcli.tensorio.dtypes import numpy_torch_dtype, torch_dtype_name
-from ptmcli.tensorio.items import Item, TensorFile, reason
+from ptmcli.tensorio.items import Item, TensorFile
 from ptmcli.tensorio.views import contiguous_strides
 
 

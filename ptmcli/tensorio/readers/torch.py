@@ -13,8 +13,9 @@ import re
 import warnings
 
 from ptmcli.errors import InputError
+from ptmcli.tensorio.boundary import reason
 from ptmcli.tensorio.dtypes import torch_dtype_name
-from ptmcli.tensorio.items import MAX_NESTING, Item, TensorFile, ValueItem, reason
+from ptmcli.tensorio.items import MAX_NESTING, Item, TensorFile, ValueItem
 from ptmcli.tensorio.readers import torch_placeholders
 
 
