@@ -312,3 +312,20 @@ def test_hdf5_results_are_checked_before_use(tmp_path, change, message):
     with pytest.raises(ResultsDamaged) as caught:
         read_results(path)
     assert caught.value.message == f"{path} is damaged ({message})"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REGRESSIONS / "results_hdf5").glob("timeout-*")))
+def test_inspect_tensor_refuses_a_text_heap_hdf5_would_loop_on(run_ptm, tmp_path, name):
+    # These files made HDF5 loop forever on reading an attribute; inspect-tensor reads attributes
+    # too, so its reader passes the same heap walk as results files (fuzz/replay.py hung on them).
+    source = tmp_path / "input.h5"
+    shutil.copy(REGRESSIONS / "results_hdf5" / name, source)
+    done = run_ptm("inspect-tensor", "input.h5", cwd=tmp_path, timeout=60)
+    if name == "timeout-timeout-36ea4654fd":  # its heaps are whole: what loops is elsewhere, not read here
+        assert (done.returncode, done.stderr) == (0, "")
+        assert "top_probability" in done.stdout
+        return
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [done.stderr.splitlines()[0]]
+    assert done.stderr.startswith("ptm: error: input.h5: cannot read this HDF5 file: it is damaged ("), done.stderr
+    assert done.stdout == ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 from ptmcli.errors import InputError, UsageProblem
 from ptmcli.tensorio.boundary import reason
@@ -60,9 +61,24 @@ class HDF5File(TensorFile):
         return Container(path.strip("/") or None, items, attrs_of(obj.attrs))
 
 
+_HEAP_SCAN_BYTES = 1 << 30
+
+
 def open_hdf5(path: str, fmt: str) -> HDF5File:
     import h5py
 
+    from ptmcli.sinks.hdf5_text import check_text_heaps
+    from ptmcli.sinks.resultrows import Damaged
+
+    try:
+        # HDF5 loops forever, silently, on some damaged text heaps when an attribute is read:
+        # refuse those before h5py sees the file (the check results files pass). It reads the
+        # whole file, so files past _HEAP_SCAN_BYTES are left to HDF5: inspect-tensor reads only
+        # what it shows, and a scan of a large dataset file would cost more than the rest.
+        if Path(path).stat().st_size <= _HEAP_SCAN_BYTES:
+            check_text_heaps(Path(path))
+    except Damaged as exc:
+        raise InputError(f"{path}: cannot read this HDF5 file: it is damaged ({exc})") from None
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
