@@ -6,6 +6,7 @@ planned over the whole input list, so every shard names its files as the whole r
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,12 @@ def photos(tmp_path, make_image) -> Path:
     return folder
 
 
+# Every runtime: the exported ones open the same files in every shard and actor (onnxruntime is in
+# the default install; openvino in the `openvino` extra).
+RUNTIMES = ["torch", "onnxruntime", pytest.param("openvino", marks=pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed"))]
+
+
 def pictures(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
 
@@ -38,8 +45,10 @@ def zebrafy(run_ptm, photos: Path, weights: Path, out: Path, *extra: str, env: d
                    "--side-by-side", *extra, env=env)
 
 
-def test_shards_together_write_what_one_local_run_writes(run_ptm, tmp_path, photos, small_weights):
-    local = zebrafy(run_ptm, photos, small_weights, tmp_path / "local")
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_shards_together_write_what_one_local_run_writes(run_ptm, tmp_path, photos, small_weights, runtime):
+    env = {"PTM_RUNTIME": runtime}
+    local = zebrafy(run_ptm, photos, small_weights, tmp_path / "local", env=env)
     assert local.returncode == 1 and "broken.png" in local.stderr, local.stderr
     expected = pictures(tmp_path / "local")
     assert len(expected) == 6
@@ -48,7 +57,7 @@ def test_shards_together_write_what_one_local_run_writes(run_ptm, tmp_path, phot
 
     lines = []
     for k in (1, 2):
-        done = zebrafy(run_ptm, photos, small_weights, tmp_path / "sharded", "--shard", f"{k}/2")
+        done = zebrafy(run_ptm, photos, small_weights, tmp_path / "sharded", "--shard", f"{k}/2", env=env)
         assert done.returncode == (1 if in_shard("broken.png", Shard(k, 2)) else 0), done.stderr
         lines += done.stdout.splitlines()
     assert pictures(tmp_path / "sharded") == expected
@@ -64,9 +73,11 @@ def test_shard_is_checked_before_any_work(run_ptm, tmp_path, photos, small_weigh
 
 
 @pytest.mark.slow
-def test_engine_ray_writes_what_the_local_engine_writes(run_ptm, tmp_path, photos, small_weights):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_engine_ray_writes_what_the_local_engine_writes(run_ptm, tmp_path, photos, small_weights, runtime):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'ptmcli[ray]')")
-    one_thread = {"OMP_NUM_THREADS": "1"}  # Ray's actors run one thread each: so does the local run
+    # Ray's actors run one thread each: so does the local run.
+    one_thread = {"OMP_NUM_THREADS": "1", "PTM_RUNTIME": runtime}
     local = zebrafy(run_ptm, photos, small_weights, tmp_path / "local", "--report", tmp_path / "local.html",
                     env=one_thread)
     on_ray = zebrafy(run_ptm, photos, small_weights, tmp_path / "ray", "--engine", "ray", "--actors", "1",
