@@ -49,12 +49,17 @@ def _memo_path() -> Path:
     return _cache_home() / "ptm" / "verified.json"
 
 
-def _read_memo() -> dict:
+def _read_json_dict(path: Path) -> dict:
+    """A JSON object kept in the cache, or {} when it is missing, damaged or not an object."""
     try:
-        memo = json.loads(_memo_path().read_text())
+        value = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return memo if isinstance(memo, dict) else {}
+    return value if isinstance(value, dict) else {}
+
+
+def _read_memo() -> dict:
+    return _read_json_dict(_memo_path())
 
 
 def _write_memo(memo: dict) -> None:
@@ -119,11 +124,7 @@ def _pins_path() -> Path:
 
 
 def _read_pins() -> dict:
-    try:
-        pins = json.loads(_pins_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return pins if isinstance(pins, dict) else {}
+    return _read_json_dict(_pins_path())
 
 
 def pinned_sha256(weight: WeightFile) -> str | None:
