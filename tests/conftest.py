@@ -32,6 +32,20 @@ def ptm_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "ptmcli"]
 
 
+def ptm_in_fresh_interpreter(args: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`ptm ARGS` in a new interpreter that prints, last on stderr, `IMPORTED [heavy modules] CODE`:
+    which of torch and torchvision the run imported, and its exit code."""
+    code = (
+        "import sys\n"
+        "from ptmcli import cli\n"
+        f"sys.argv = ['ptm', *{[str(a) for a in args]!r}]\n"
+        "try:\n    cli.main()\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "print('IMPORTED', [m for m in ('torch', 'torchvision') if m in sys.modules], code, file=sys.stderr)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=timeout)
+
+
 @pytest.fixture
 def isolated_env(tmp_path: Path) -> dict[str, str]:
     """Caches in tmp_path, so nothing the machine has cached (or lacks) changes the outcome."""

@@ -10,11 +10,10 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, ROOT, ptm_command, shared_file
+from conftest import EXAMPLES, ROOT, ptm_command, ptm_in_fresh_interpreter, shared_file
 
 LITE = ["--model", "efficientnet_lite0"]
 PHOTOS = [EXAMPLES / name for name in ("coffee.png", "chelsea.png", "camera.png", "rocket.jpg")]
@@ -51,15 +50,8 @@ def test_measuring_says_it_builds_then_later_runs_import_no_torch(env, first_run
     assert first_run.returncode == 0, first_run.stderr
     assert "first run of efficientnet_lite0 fp32 on this machine: exporting and timing" in first_run.stderr
     assert "measured on this CPU: " in first_run.stderr
-    code = (
-        "import sys\n"
-        "from ptmcli import cli\n"
-        f"sys.argv = ['ptm', 'classify', {str(PHOTOS[0])!r}, '--model', 'efficientnet_lite0', '--format', 'jsonl']\n"
-        "try:\n    cli.main()\nexcept SystemExit as exit:\n    code = exit.code\n"
-        "print('IMPORTED', [m for m in ('torch', 'torchvision') if m in sys.modules], code, file=sys.stderr)\n"
-    )
-    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
-                           timeout=120)
+    again = ptm_in_fresh_interpreter(["classify", PHOTOS[0], "--model", "efficientnet_lite0", "--format", "jsonl"],
+                                     env, timeout=120)
     assert "IMPORTED [] 0" in again.stderr, again.stderr
     assert "note:" not in again.stderr  # nothing to build or measure any more
     assert json.loads(again.stdout)["predictions"][0]["label"] == "espresso"

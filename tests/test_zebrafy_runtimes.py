@@ -11,12 +11,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, ROOT, ptm_command
+from conftest import EXAMPLES, ROOT, ptm_command, ptm_in_fresh_interpreter
 from PIL import Image
 from zebra_helpers import save_generator
 
@@ -90,16 +89,7 @@ def test_once_measured_one_photo_imports_no_torch(env, book_weights, tmp_path):
     listing = ptm(env, "runtimes", "--format", "json")
     rows = {row["runtime"]: row for row in json.loads(listing.stdout)}
     assert "horse2zebra fp32: " in rows["torch"]["measured"] and "horse2zebra fp32: " in rows["onnxruntime"]["measured"]
-    code = (
-        "import sys\n"
-        "from ptmcli import cli\n"
-        f"sys.argv = ['ptm', 'zebrafy', {str(PHOTOS[0])!r}, '-o', {str(tmp_path / 'z.png')!r}, "
-        f"'--weights', {str(book_weights)!r}]\n"
-        "try:\n    cli.main()\nexcept SystemExit as exit:\n    code = exit.code\n"
-        "print('IMPORTED', [m for m in ('torch', 'torchvision') if m in sys.modules], code, file=sys.stderr)\n"
-    )
-    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
-                           timeout=300)
+    again = ptm_in_fresh_interpreter(["zebrafy", PHOTOS[0], "-o", tmp_path / "z.png", "--weights", book_weights], env)
     assert "IMPORTED [] 0" in again.stderr, again.stderr
     assert "note:" not in again.stderr
     from ptmcli.pixels.translate import processed_size
