@@ -89,11 +89,14 @@ def test_regression_files_through_ptm(run_ptm, tmp_path):
 
 
 def _shards(run_ptm, tmp_path: Path, suffix: str) -> list[Path]:
-    photos = [EXAMPLES / name for name in ("camera.png", "chelsea.png", "coffee.png", "rocket.jpg")]
+    # Named relative to their folder: a file named directly is sharded by the path as given, and an
+    # absolute path would split differently in every clone (rocket.jpg alone falls in shard 1).
+    photos = ["camera.png", "chelsea.png", "coffee.png", "rocket.jpg"]
     shards = []
     for k in (1, 2):
         out = tmp_path / f"shard{k}{suffix}"
-        done = run_ptm("classify", *photos, *LITE, "--shard", f"{k}/2", "--output", out, "--format", "jsonl")
+        done = run_ptm("classify", *photos, *LITE, "--shard", f"{k}/2", "--output", out, "--format", "jsonl",
+                       cwd=EXAMPLES)
         assert done.returncode == 0, done.stderr
         shards.append(out)
     return shards
