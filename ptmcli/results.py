@@ -58,14 +58,46 @@ class BatchOutput:
 
 
 @dataclass(frozen=True)
+class VideoStream:
+    """What a video's writer needs to know of its source: where the frames came from (for its
+    audio), their clock, and the rate to announce."""
+
+    path: str
+    time_base: tuple[int, int]  # (numerator, denominator) of the frames' time stamps
+    frame_rate: tuple[int, int] | None  # average, as the container gives it; None if it gives none
+    frames: int | None = None  # how many the container announces (an estimate)
+    has_audio: bool = False
+    start: float | None = None  # --start and --duration, in seconds: the audio is cut to match
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class FrameStamp:
+    """Which frame of a video a translation is: its place, its time stamp and how long it shows."""
+
+    index: int  # 0 for the first frame written
+    pts: int  # in stream.time_base units, as in the source
+    duration: float  # seconds until the next frame (the last: its own duration)
+    last: bool
+    stream: VideoStream
+    skipped: int = 0  # on the last frame: damaged packets left out of the whole video
+
+    @property
+    def seconds(self) -> float:
+        return self.pts * self.stream.time_base[0] / self.stream.time_base[1]
+
+
+@dataclass(frozen=True)
 class Translation:
-    """The generator's output for one input (uint8 HWC RGB at the processed size), or why not."""
+    """The generator's output for one input (uint8 HWC RGB at the processed size), or why not.
+    For a video, one frame of it (`frame`); its results come in order, the last marked."""
 
     path: str
     image: "np.ndarray | None" = None
     source: "np.ndarray | None" = None  # the input as processed, for side-by-side views
     alpha: "np.ndarray | None" = None
     error: str | None = None
+    frame: FrameStamp | None = None
 
     @property
     def ok(self) -> bool:

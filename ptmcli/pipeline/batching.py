@@ -61,8 +61,17 @@ def prefetch_batches(
     With `group_key`, a batch holds only values with equal keys (e.g. equal image sizes); failed
     items ride along with whatever batch is open, so order is kept.
     """
-    out: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    loads = takewhile(lambda _: not stop.is_set(),
+                      _ordered_loads(items, load, workers, window=batch_size * depth, stop=stop))
+    return prefetch_stream(_grouped(loads, batch_size, group_key), depth, stop)
+
+
+def prefetch_stream(values: Iterator[T], depth: int = 2, stop: threading.Event | None = None) -> Iterator[T]:
+    """`values` computed in a background thread, at most `depth` ahead of the consumer; closing
+    the returned generator stops the thread at its next value."""
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = stop or threading.Event()
 
     def put(obj) -> bool:
         while not stop.is_set():
@@ -75,16 +84,16 @@ def prefetch_batches(
 
     def producer() -> None:
         try:
-            loads = takewhile(lambda _: not stop.is_set(),
-                              _ordered_loads(items, load, workers, window=batch_size * depth, stop=stop))
-            for batch in _grouped(loads, batch_size, group_key):
-                if stop.is_set() or not put(batch):
+            for value in values:
+                if stop.is_set() or not put(value):
                     return
         except BaseException as exc:  # noqa: BLE001 - hand it to the consumer to raise
             put(exc)
         finally:
             put(_DONE)
 
+    # A generator: the thread starts at the first value asked for, so one never asked for is
+    # never started (and closing stops it either way).
     thread = threading.Thread(target=producer, name="ptm-decode", daemon=True)
     thread.start()
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
@@ -24,14 +24,15 @@ class InputItem:
 
     path: str
     error: str | None = None
+    video: bool = False  # a video or a moving picture: translated frame by frame (pixels/media.py)
 
 
-def _walk_images(folder: Path) -> Iterator[Path]:
+def _walk_images(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> Iterator[Path]:
     # Sorted at each level so the order is stable across runs and machines.
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+            if Path(name).suffix.lower() in extensions:
                 yield Path(root) / name
 
 
@@ -65,7 +66,8 @@ URL_SCHEMES_ONLY = "only http:// and https:// URLs are read"
 URL_OFFLINE = "a URL, and the network is off (--offline or PTM_OFFLINE=1)"
 
 
-def _expand(arg: str, offline: bool = False) -> Iterator[tuple[InputItem, str, Path | None]]:
+def _expand(arg: str, offline: bool = False,
+            extensions: frozenset[str] = IMAGE_EXTENSIONS) -> Iterator[tuple[InputItem, str, Path | None]]:
     """(item, shard key, folder) for one argument: a file, every image in a folder, a URL, or an
     error. A URL is its own shard key, as given."""
     scheme = url_scheme(arg)
@@ -76,7 +78,7 @@ def _expand(arg: str, offline: bool = False) -> Iterator[tuple[InputItem, str, P
     path = Path(arg)
     if path.is_dir():
         found = False
-        for image in _walk_images(path):
+        for image in _walk_images(path, extensions):
             found = True
             # The key is relative to the folder named, so the same tree mounted elsewhere (or
             # named through another relative path) splits into the same shards.
@@ -93,17 +95,24 @@ def _normalise(path: str) -> str:
     return Path(os.path.normpath(path)).as_posix()
 
 
-def collect(args: Iterable[str], stdin: TextIO | None = None, offline: bool = False) -> list[KeyedInput]:
+def collect(args: Iterable[str], stdin: TextIO | None = None, offline: bool = False,
+            videos: bool = False) -> list[KeyedInput]:
     """Expand files, folders (recursively, sorted), http(s) URLs and `-` (paths or URLs from
-    stdin, one a line). With `offline`, every URL is a failed input saying why.
+    stdin, one a line). With `offline`, every URL is a failed input saying why. With `videos`,
+    folders are searched for videos too, and every input that is a video or a moving picture (by
+    its bytes; a URL by its name) is marked as one.
 
     Named files are kept whatever their extension (the content decides); folders contribute only
-    files with an image extension. A missing path, or a folder with no images, becomes an input
-    with an error, so it is reported in order with the others.
+    files with an image (or video) extension. A missing path, or a folder with none, becomes an
+    input with an error, so it is reported in order with the others.
     """
-    return [KeyedInput(position, item, key, root)
-            for position, (item, key, root) in enumerate(
-                found for arg in _arguments(args, stdin) for found in _expand(arg, offline))]
+    from ptmcli.pixels.media import VIDEO_EXTENSIONS, is_video
+
+    extensions = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS if videos else IMAGE_EXTENSIONS
+    found = (entry for arg in _arguments(args, stdin) for entry in _expand(arg, offline, extensions))
+    return [KeyedInput(position, replace(item, video=True) if videos and item.error is None and is_video(item.path)
+                       else item, key, root)
+            for position, (item, key, root) in enumerate(found)]
 
 
 def collect_inputs(args: Iterable[str], stdin: TextIO | None = None) -> Iterator[InputItem]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TextIO
 
 from ptmcli.errors import OutputExists, UsageProblem
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from ptmcli.models.backends import BackendChoice
     from ptmcli.models.generator import GeneratorBackend
+    from ptmcli.pixels.video import Clip
 
 __all__ = ["ZebrafyOptions", "plan", "run_zebrafy", "translate_batches"]  # translate_batches: its old home
 
@@ -48,6 +49,32 @@ class ZebrafyOptions:
     shard: str | None = None
     engine: str = "local"
     actors: int | None = None
+    # Videos: which part (seconds, or a number of frames), and the encoder's quality (CRF).
+    start: float = 0.0
+    duration: float | None = None
+    frames: int | None = None
+    crf: int | None = None
+
+    def clip(self) -> "Clip":
+        from ptmcli.pixels.video import Clip
+
+        return Clip(short_side=self.size, start=self.start, duration=self.duration, frames=self.frames)
+
+
+def parse_seconds(option: str, text: str) -> float:
+    """`90`, `1.5`, `01:30` or `1:02:03.5` -> seconds."""
+    parts = text.strip().split(":")
+    try:
+        if len(parts) > 3 or not all(parts):
+            raise ValueError
+        seconds = 0.0
+        for part in parts:
+            seconds = seconds * 60 + float(part)
+        if seconds < 0 or seconds != seconds or seconds == float("inf"):
+            raise ValueError
+    except ValueError:
+        raise UsageProblem(f"{option} {text!r} is not a time", ["give seconds (12.5) or MM:SS (1:30)"]) from None
+    return seconds
 
 
 def plan(options: ZebrafyOptions, stdin: TextIO | None) -> list[tuple[InputItem, "Path"]]:
@@ -60,24 +87,61 @@ def plan(options: ZebrafyOptions, stdin: TextIO | None) -> list[tuple[InputItem,
     if options.force and options.skip_existing:
         raise UsageProblem("--force and --skip-existing contradict each other", ["pick one"])
     shard = parse_shard(options.shard) if options.shard else None
-    inputs = collect(options.paths, stdin, offline=offline_requested(options.offline))
+    inputs = collect(options.paths, stdin, offline=offline_requested(options.offline), videos=True)
     problem = nothing_to_do(inputs, "zebrafy")
     if problem is not None:
         raise problem
-    targets = plan_outputs([(entry.item, entry.root) for entry in inputs], options.output, options.name)
+    video_pattern = None if options.name == DEFAULT_NAME else options.name
+    targets = plan_outputs([(entry.item, entry.root) for entry in inputs], options.output, options.name, video_pattern)
     jobs: list[tuple[InputItem, Path]] = []
     for entry, target in zip(inputs, targets):
         if not in_shard(entry.key, shard):
             continue  # every output is planned (and collisions refused) over the whole list
-        item = entry.item
+        item = _checked(entry.item, target)
         if not options.force and item.error is None and target.exists():
             if options.skip_existing:
                 continue
             if len(inputs) == 1:
                 raise OutputExists(f"{target} exists", ["pass --force to replace it"])
-            item = InputItem(item.path, error=f"output {target} exists (pass --force to replace it)")
+            item = replace(item, error=f"output {target} exists (pass --force to replace it)")
         jobs.append((item, target))
     return jobs
+
+
+def _checked(item: InputItem, target: "Path") -> InputItem:
+    """The item, failed when it cannot go to `target` or when it is a video and PyAV is missing."""
+    from ptmcli.sinks.images import target_problem
+
+    if item.error is not None:
+        return item
+    problem = target_problem(item, target)
+    if problem is None and item.video and _missing_pyav():
+        from ptmcli.pixels.video import NO_PYAV
+
+        problem = NO_PYAV
+    return item if problem is None else replace(item, error=problem)
+
+
+def _missing_pyav() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("av") is None
+
+
+def _work_size(jobs: list[tuple[InputItem, "Path"]], options: ZebrafyOptions) -> int:
+    """What the progress bar counts: a photo is one, a video its frames (as its header says)."""
+    from ptmcli.pixels.video import estimate_frames
+
+    clip = options.clip()
+    return sum(estimate_frames(item.path, clip) if item.video and item.error is None else 1 for item, _ in jobs)
+
+
+def _even_rows(jobs: list[tuple[InputItem, "Path"]]) -> frozenset[int]:
+    from ptmcli.sinks.images import frame_file
+    from ptmcli.sinks.video import needs_even_sides
+
+    return frozenset(row for row, (item, target) in enumerate(jobs)
+                     if item.video and frame_file(target, 0) == target and needs_even_sides(target))
 
 
 def _provenance(options: ZebrafyOptions, choice: "BackendChoice", engine) -> list[tuple[str, str]]:
@@ -94,16 +158,21 @@ def _provenance(options: ZebrafyOptions, choice: "BackendChoice", engine) -> lis
             ("runtime", label(choice.runtime))]
 
 
-def open_generator(options: ZebrafyOptions, inputs: list[str]) -> tuple["BackendChoice", "GeneratorBackend | None"]:
+def open_generator(options: ZebrafyOptions,
+                   inputs: list[InputItem]) -> tuple["BackendChoice", "GeneratorBackend | None"]:
     """The generator for this run, its runtime chosen for the megapixels of `inputs` (None on Ray:
     the actors open it): the one call into the model layer."""
     from ptmcli.models.registry import get_generator
     from ptmcli.pipeline.loading import open_model
     from ptmcli.pixels.translate import megapixels
+    from ptmcli.pixels.video import estimate_work
 
     spec = get_generator(options.model)
+    photos = [item.path for item in inputs if not item.video]
+    work = megapixels(photos, options.size, spec.preprocess) + sum(
+        estimate_work(item.path, options.clip())[1] for item in inputs if item.video)
     return open_model(spec, options.weights, options.offline, device=options.device, precision=options.precision,
-                      runtime=options.runtime, work=megapixels(inputs, options.size, spec.preprocess),
+                      runtime=options.runtime, work=work,
                       compile=options.compile, short_side=options.size, load=options.engine == "local")
 
 
@@ -122,19 +191,21 @@ def run_zebrafy(options: ZebrafyOptions, stdin: TextIO | None = None, stdout: Te
         report_path = check_report(options.report)
     check_engine(options.engine, options.actors)
     jobs = plan(options, stdin)
-    choice, zebra = open_generator(options, [item.path for item, _ in jobs if item.error is None])
-    engine = open_engine(options.engine, ZebrafyJob(choice, options.batch_size, options.fail_fast),
-                         options.actors, zebra)
+    choice, zebra = open_generator(options, [item for item, _ in jobs if item.error is None])
+    job = ZebrafyJob(choice, options.batch_size, options.fail_fast, options.clip(), _even_rows(jobs))
+    engine = open_engine(options.engine, job, options.actors, zebra)
     startup.loaded()
+
+    from ptmcli.sinks.progress import note_line
 
     targets = [target for _, target in jobs]
     sinks = [ImageSink(stdout or sys.stdout, targets, side_by_side=options.side_by_side, replace=options.force,
-                       fail_fast=options.fail_fast)]
+                       fail_fast=options.fail_fast, crf=options.crf, notify=note_line)]
     if report_path is not None:
         from ptmcli.sinks.report import ZebrafyReport
 
         sinks.append(ZebrafyReport(report_path, len(jobs), _provenance(options, choice, engine), targets))
     with closing(engine):
         outcome = run(engine.run([(row, item) for row, (item, _) in enumerate(jobs)]), sinks,
-                      Loop("zebrafying", len(jobs), options.fail_fast, stdout_free=False))
+                      Loop("zebrafying", _work_size(jobs, options), options.fail_fast, stdout_free=False))
     return outcome.exit_code

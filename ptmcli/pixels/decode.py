@@ -33,7 +33,7 @@ def max_pixels() -> int:
 
 
 
-def _to_rgb(image: "Image.Image") -> "Image.Image":
+def to_rgb(image: "Image.Image") -> "Image.Image":
     """Any Pillow mode -> RGB, the way a person looking at the picture would expect."""
     from PIL import Image
 
@@ -195,4 +195,4 @@ def open_image(path: str, min_short_side: int | None = None, source: "str | Bina
                     image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
             image.load()
             image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            return to_rgb(image)

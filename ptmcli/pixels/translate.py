@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
     import numpy as np
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -60,21 +61,29 @@ def _alpha_channel(source: "str | BinaryIO", size: tuple[int, int]) -> "np.ndarr
 def prepare_image(path: str, short_side: int) -> Prepared:
     """Decode (EXIF, any mode -> RGB on white), resize the short side; runs in the decode thread."""
     import numpy as np
-    from PIL import Image
 
     source = input_source(path)  # a URL is downloaded once, for the pixels and the alpha both
-    image: Image.Image = open_image(path, min_short_side=short_side or None, source=source)
+    image = resized(open_image(path, min_short_side=short_side or None, source=source),
+                                 path, short_side)
+    with decoding(path, source):  # the second decode, for transparency, under the same boundary
+        alpha = _alpha_channel(source, image.size)
+    return Prepared(rgb=np.asarray(image), alpha=alpha)
+
+
+def resized(image: "Image.Image", path: str, short_side: int, even: bool = False) -> "Image.Image":
+    """An RGB picture (a photo, or a video's frame) at the size the generator processes it;
+    `even` rounds both sides down to even numbers, as H.264 and VP9 in yuv420p need them."""
+    from PIL import Image
+
     size = processed_size(*image.size, short_side)
+    if even:
+        size = (max(2, size[0] - size[0] % 2), max(2, size[1] - size[1] % 2))
     if size[0] * size[1] > max_pixels():
         # A sliver (5 x 16,000,000) resized to a 256 short side would be hundreds of gigabytes.
         raise InputError(f"{path}: {image.width}x{image.height} resized to a short side of {short_side} "
                          f"would be {size[0] * size[1]:,} pixels, more than {max_pixels():,}; "
                          "set PTM_MAX_PIXELS to allow it, or crop it first")
-    if size != image.size:
-        image = image.resize(size, Image.BILINEAR)
-    with decoding(path, source):  # the second decode, for transparency, under the same boundary
-        alpha = _alpha_channel(source, size)
-    return Prepared(rgb=np.asarray(image), alpha=alpha)
+    return image.resize(size, Image.BILINEAR) if size != image.size else image
 
 
 def pad_amounts(height: int, width: int, recipe: TranslatePreprocess) -> tuple[int, int]:

@@ -207,16 +207,20 @@ class ZebrafyReport:
         self.failed: list[tuple[str, str]] = []
         self._thumbs = Thumbnails(path, 2 * total)
         self._written = False
+        self._failed_rows: set[int] = set()
 
     def write(self, rows: Sequence[int], batch: BatchOutput) -> None:
         # Time per image: the batch's share of the wall time since the previous one.
         now = time.monotonic()
         each, self._last = (now - self._last) / max(1, len(rows)), now
         for row, result in zip(rows, batch.results):
-            if result.ok:
-                self.add(result.path, result.source, result.image, self.targets[row], each)
-            else:
+            if row in self._failed_rows:
+                continue  # the rest of a video that failed part way
+            if not result.ok:
+                self._failed_rows.add(row)
                 self.fail(result.path, result.error)
+            elif result.frame is None or result.frame.last:  # a video: one pair, its last frame
+                self.add(result.path, result.source, result.image, self.targets[row], each)
 
     def add(self, path: str, source: "np.ndarray", output: "np.ndarray", target: Path, seconds: float) -> None:
         height, width = output.shape[:2]
