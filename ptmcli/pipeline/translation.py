@@ -27,7 +27,8 @@ def translate_batches(zebra: "GeneratorBackend", items: Sequence[InputItem], bat
                       fail_fast: bool = False) -> Iterator[list[Translation]]:
     """Translations batch by batch, in input order; failed inputs carry their error. With
     `fail_fast`, nothing after the first failed input is computed."""
-    batches = prefetch_batches(items, zebra.prepare, batch_size, group_key=lambda p: p.rgb.shape)
+    batches = prefetch_batches(items, zebra.prepare, batch_size, group_key=lambda p: p.rgb.shape,
+                               workers=zebra.decode_workers)
     try:
         for batch in batches:
             batch, failed = first_failure_cut(batch, load_failed) if fail_fast else (batch, False)
