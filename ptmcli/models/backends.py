@@ -72,9 +72,9 @@ def open_backend(spec: ModelSpec, weights_path: Path, *, device: str = "auto", p
     precision, runtime = precision.strip().lower(), runtime.strip().lower()
     if runtime not in RUNTIMES:
         raise UsageProblem(f"--runtime {runtime!r} is not a runtime", [f"use one of: {', '.join(RUNTIMES)}"])
+    if device.strip().lower() not in ("cpu", "auto"):
+        _cpu_only(runtime, device)  # contradicting flags, whatever the hardware
     settled = settle_device(device, cpu_work=runtime in EXPORTED or precision == "int8", gpus=gpus)
-    if settled != "cpu":
-        _cpu_only(runtime, device)
     check_precision(precision, settled)
     choice = BackendChoice(spec=spec, weights_path=Path(weights_path),
                            weights_sha256=weights_sha256 or file_sha256(Path(weights_path)),
