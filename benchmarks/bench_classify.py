@@ -42,17 +42,17 @@ import glob, json, statistics, sys, time
 import torch
 from PIL import Image
 from torchvision import models, transforms
-weights, folder, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
+weights, folder, repeats, device = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 resnet = models.resnet101()
 resnet.load_state_dict(torch.load(weights))
-resnet.eval()
+resnet.eval().to(device)
 preprocess = transforms.Compose([
     transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
     transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
 paths = sorted(glob.glob(folder + "/*.jpg"))
 def one(path):
     img = Image.open(path)
-    batch_t = torch.unsqueeze(preprocess(img), 0)
+    batch_t = torch.unsqueeze(preprocess(img), 0).to(device)
     out = resnet(batch_t)
     _, index = torch.max(out, 1)
     percentage = torch.nn.functional.softmax(out, dim=1)[0] * 100
@@ -199,10 +199,10 @@ TIMM = r"""
 import json, statistics, sys, time
 import torch, timm
 from timm.data import create_dataset, create_loader, resolve_data_config
-weights, folder, repeats, amp = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+weights, folder, repeats, amp, device = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
 model = timm.create_model("resnet101", pretrained=False)
 model.load_state_dict(torch.load(weights))
-model.eval()
+model.eval().to(device)
 if amp:
     model = model.to(memory_format=torch.channels_last)
 config = resolve_data_config({}, model=model)
@@ -214,9 +214,10 @@ loader = create_loader(dataset, input_size=config["input_size"], batch_size=16, 
 def run():
     with torch.no_grad():
         for x, _ in loader:
+            x = x.to(device, non_blocking=True)
             if amp:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=amp):
+            with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
                 model(x).topk(5)
 run()
 times = []
@@ -299,7 +300,8 @@ def main() -> None:
         if runtime.endswith(".xml"):
             hypothetical.add(name)
 
-    book = run_json(BOOK, *common) if resnet else None
+    # Every peer runs where ptm runs (--device): the book's loop and timm too.
+    book = run_json(BOOK, *common, args.device) if resnet else None
     if book is not None:
         peers.append(("book loop (fp32, one image at a time)", "fp32", book))
     if not cuda:
@@ -364,9 +366,10 @@ def main() -> None:
 
         if not resnet:
             raise LookupError
-        peers.append(("timm inference.py -b 16", "fp32", run_json(TIMM, *common, "0")))
+        peers.append(("timm inference.py -b 16", "fp32", run_json(TIMM, *common, "0", args.device)))
         if cpu.bf16 or cuda:
-            peers.append(("timm inference.py -b 16 --amp bf16 --channels-last", "bf16", run_json(TIMM, *common, "1")))
+            peers.append(("timm inference.py -b 16 --amp bf16 --channels-last", "bf16",
+                          run_json(TIMM, *common, "1", args.device)))
         else:
             skipped.append("timm --amp bf16 (no native bf16 on this CPU: 0.6 img/s, over 15 minutes)")
     except ImportError:
@@ -391,7 +394,7 @@ def main() -> None:
                 notes.append(f"load {result['load_s']:.2f} s")
             print(f"{name:<58} {precision:>5} {result['img_s']:>8.1f} {result['img_s'] / base:>7.2f} "
                   f"{result['img_s'] / fastest:>7.2f}  {'; '.join(notes)}")
-    if ours and not cuda:
+    if ours:
         default = ours[0][2]["img_s"]
         best_name, _, best = max((row for row in ours if row[0] not in hypothetical), key=lambda row: row[2]["img_s"])
         print(f"\nptm default / fastest fp32 peer: {default / fastest_fp32:.2f}x "

@@ -53,33 +53,34 @@ def open_backend(spec: ModelSpec, weights_path: Path, *, device: str = "auto", p
                  runtime: str = "auto", work: float = 1, weights_sha256: str | None = None,
                  compile: bool = False, exact_decode: bool = False, short_side: int = 256,
                  note: Callable[[str], None] | None = None, load: bool = True,
-                 measure: bool = False) -> tuple[BackendChoice, object]:
+                 measure: bool = False, gpus: int | None = None) -> tuple[BackendChoice, object]:
     """(the choice, the loaded backend) for `spec` with `weights_path`, `runtime` resolved for a
     job of `work`: the number of inputs for a classifier, their megapixels (after resizing) for a
     generator (`pixels.translate.megapixels`). `note` receives one-line notes for the user. With
     `load=False` the backend is None unless measuring loaded it (for engines that load elsewhere);
-    `measure` exports and times every candidate again (`ptm runtimes --measure`)."""
-    # One entry for both tasks: the spec's task picks a classifier or a generator.
+    `measure` exports and times every candidate again (`ptm runtimes --measure`). `gpus`: the
+    work runs elsewhere (Ray actors) on hardware with this many GPUs, not on this machine.
+
+    `--device auto` is the GPU for what torch computes there, and the CPU for what runs only
+    there (`--runtime onnxruntime`/`openvino`, `--precision int8`); an explicit GPU device
+    refuses those. README's "On a GPU machine" table is every answer (a test checks it).
+    """
     from ptmcli.models.device import check_precision, settle_device
     from ptmcli.models.digests import file_sha256
+    from ptmcli.models.runtimes import EXPORTED, RUNTIMES
 
-    precision = precision.strip().lower()
+    precision, runtime = precision.strip().lower(), runtime.strip().lower()
+    if runtime not in RUNTIMES:
+        raise UsageProblem(f"--runtime {runtime!r} is not a runtime", [f"use one of: {', '.join(RUNTIMES)}"])
     if device.strip().lower() not in ("cpu", "auto"):
-        _cpu_only(runtime, device)
-    if not load and device.strip().lower() not in ("cpu", "auto"):
-        # The workers settle it where they run (Ray): this machine may have no GPU at all.
-        return BackendChoice(spec=spec, weights_path=Path(weights_path), device=device.strip().lower(),
-                             weights_sha256=weights_sha256 or file_sha256(Path(weights_path)),
-                             asked_device=device, precision=precision, compile=compile,
-                             exact_decode=exact_decode, short_side=short_side), None
-    settled = settle_device(device)
+        _cpu_only(runtime, device)  # contradicting flags, whatever the hardware
+    settled = settle_device(device, cpu_work=runtime in EXPORTED or precision == "int8", gpus=gpus)
     check_precision(precision, settled)
     choice = BackendChoice(spec=spec, weights_path=Path(weights_path),
                            weights_sha256=weights_sha256 or file_sha256(Path(weights_path)),
                            device=settled, asked_device=device, precision=precision, compile=compile,
                            exact_decode=exact_decode, short_side=short_side)
     if settled != "cpu":
-        _cpu_only(runtime, device)
         choice = replace(choice, runtime="torch")
         return choice, load_backend(choice) if load else None
     choice, backend = _choose(choice, runtime, work, note or (lambda message: None), measure)
@@ -93,7 +94,7 @@ def _cpu_only(runtime: str, device: str) -> None:
 
     if runtime in EXPORTED:
         raise UsageProblem(f"--runtime {runtime} runs on the CPU; --device {device} needs torch",
-                           ["use --device cpu, or --runtime torch (or auto)"])
+                           ["use --device cpu (or auto), or --runtime torch (or auto)"])
 
 
 def load_backend(choice: BackendChoice):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ptmcli.errors import WeightsInvalid
 from ptmcli.models.checkpoints import build_with_weights
+from ptmcli.models.device import decode_workers, fp32_stays_fp32
 from ptmcli.models.heads import head_module
 from ptmcli.models.spec import ModelSpec
 from ptmcli.pixels.crop import load_for_model
@@ -36,6 +37,8 @@ class Classifier:
         self.dtype = dtype or torch.float32
         self.categories = spec.categories()
         self.exact_decode = not fast_decode
+        if self.dtype == torch.float32:
+            fp32_stays_fp32(device)  # before the model is built: cuDNN picks its kernels then
         model = build_with_weights(spec, weights_path)
         out_features = head_module(model, spec).out_features if spec.head else None
         if out_features is not None and out_features != len(self.categories):
@@ -53,10 +56,7 @@ class Classifier:
 
     @property
     def decode_workers(self) -> int:
-        import os
-
-        # On a CPU the model needs every core; with a GPU, decoding is the bottleneck.
-        return 1 if self.device.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
+        return decode_workers(str(self.device))
 
     def prepare(self, path: str) -> "np.ndarray":
         """Decode and crop one file; runs in the decode thread."""
@@ -123,15 +123,16 @@ def to_batch(
     return batch.sub_(mean).div_(std).to(dtype)
 
 
-def compile_frozen(model: "torch.nn.Module") -> "torch.nn.Module":
+def compile_frozen(model: "torch.nn.Module", dynamic: bool = False) -> "torch.nn.Module":
     """torch.compile with Inductor's freezing: weights become constants, folded and pre-packed.
 
     Without freezing, compiling gives far less on CPU (weights stay runtime inputs, so oneDNN
-    cannot pre-pack them). The first batch pays the compile (15-25 s on 2 cores).
+    cannot pre-pack them). The first batch pays the compile (15-25 s on 2 cores). `dynamic`:
+    inputs of many sizes (a generator's pictures) get one graph for all sizes, not one per size.
     """
     import torch
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
-    return torch.compile(model, dynamic=False)
+    return torch.compile(model, dynamic=dynamic)
 

@@ -23,22 +23,47 @@ PRECISION_HELP = ("fp32 (exact, default), bf16 (CPUs with AVX512-BF16/AMX, recen
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
-def nvidia_gpu_present() -> bool:
-    """Whether the NVIDIA driver shows a GPU, asked without importing torch (which takes seconds)."""
-    gpus = Path("/proc/driver/nvidia/gpus")
+# Where a GPU shows itself without torch: the NVIDIA driver (its /proc entry, a /dev/nvidiaN node:
+# a container may be given /dev/nvidia3 alone), WSL2's paravirtual GPU (/dev/dxg, no /proc entry)
+# and ROCm's kernel driver (/dev/kfd; ROCm builds of torch answer as torch.cuda). Tests point
+# ROOT at a folder that simulates a machine.
+ROOT = Path("/")
+
+
+def gpu_present() -> bool:
+    """Whether this machine may have a GPU torch can use, asked without importing torch (seconds)."""
     try:
-        return (gpus.is_dir() and any(gpus.iterdir())) or Path("/dev/nvidia0").exists()
+        gpus = ROOT / "proc/driver/nvidia/gpus"
+        if gpus.is_dir() and any(gpus.iterdir()):
+            return True
+        if (ROOT / "dev/dxg").exists() or (ROOT / "dev/kfd").exists():
+            return True
+        return any(re.fullmatch(r"nvidia\d+", entry.name) for entry in (ROOT / "dev").glob("nvidia*"))
     except OSError:
         return False
 
 
-def settle_device(name: str) -> str:
-    """--device -> "cpu", "cuda:N" or "mps"; refuses a device this machine does not have."""
+# Devices for forward passes when the work runs elsewhere (Ray): the cluster's GPUs are counted
+# there, and each actor is given one as "cuda" (its capability is checked where it runs).
+ELSEWHERE_GPU = "cuda"
+
+
+def settle_device(name: str, *, cpu_work: bool = False, gpus: int | None = None) -> str:
+    """--device -> "cpu", "cuda:N" or "mps"; refuses a device this machine does not have.
+
+    `cpu_work`: the runtime or precision asked for runs on the CPU only (the exported runtimes,
+    int8), so "auto" means the CPU even where a GPU is. `gpus`: the work runs elsewhere (Ray)
+    on hardware with this many GPUs; the result is then "cpu" or "cuda", and torch is not asked.
+    """
     name = name.strip().lower()
-    if name == "cpu" or (name == "auto" and not nvidia_gpu_present()):
-        return "cpu"
-    if name not in ("auto", "mps") and not re.fullmatch(r"cuda(:\d+)?", name):
+    if name not in ("auto", "cpu", "mps") and not re.fullmatch(r"cuda(:\d+)?", name):
         raise UsageProblem(f"--device {name!r} is not a device", [f"use {DEVICE_HELP}"])
+    if name == "cpu" or (name == "auto" and cpu_work):
+        return "cpu"
+    if gpus is not None:
+        return _settle_elsewhere(name, gpus)
+    if name == "auto" and not gpu_present():
+        return "cpu"
     import torch
 
     if name == "auto":
@@ -61,6 +86,34 @@ def settle_device(name: str) -> str:
     return f"cuda:{index}"
 
 
+def _settle_elsewhere(name: str, gpus: int) -> str:
+    """--device for work on Ray: the actors' hardware, not this machine's."""
+    if name == "auto":
+        return ELSEWHERE_GPU if gpus else "cpu"
+    if name == "mps":
+        raise UsageProblem("--device mps: Ray actors run on CUDA or CPU nodes", ["use --device cpu, cuda or auto"])
+    if not gpus:
+        raise DeviceUnavailable(f"--device {name}: the Ray cluster has no GPUs",
+                                ["use --device cpu, or add GPU nodes to the cluster"])
+    # Ray gives each actor its own GPU, which it sees as cuda:0 (CUDA_VISIBLE_DEVICES).
+    return ELSEWHERE_GPU
+
+
+def decode_workers(device: str) -> int:
+    """Decode threads for a backend computing on `device`: on a CPU the model needs every core
+    (one thread decodes ahead); a GPU waits for pictures, so it gets up to 8 threads (Pillow
+    releases the GIL while decoding and resizing)."""
+    import os
+
+    if device.split(":")[0] == "cpu":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 2
+    return max(1, min(8, cores - 1))
+
+
 def check_precision(precision: str, device: str) -> None:
     """Refuse a precision the settled `device` cannot run natively (it would crash or crawl)."""
     kind = device.split(":")[0]
@@ -74,7 +127,8 @@ def check_precision(precision: str, device: str) -> None:
     if precision == "bf16" and kind == "cpu" and not _cpu_has_bf16():
         raise UsageProblem("--precision bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX); "
                            "it would run slower than fp32", ["use --precision fp32 on this machine"])
-    if precision == "bf16" and kind == "cuda":
+    if precision == "bf16" and kind == "cuda" and ":" in device:
+        # ("cuda" without an index runs elsewhere, on a Ray actor's GPU: checked there.)
         import torch
 
         # Emulated bf16 (before compute capability 8.0) is slower than fp32: refuse it for this GPU.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ptmcli.models.device import decode_workers, fp32_stays_fp32
 from ptmcli.pixels.recipes import TranslatePreprocess
 from ptmcli.pixels.translate import Prepared, generator_input, generator_output, pad_amounts, prepare_image
 from ptmcli.pixels.translate import processed_size as processed_size
@@ -34,7 +35,6 @@ class GeneratorBackend:
 
     runtime = "torch"
     precision = "fp32"
-    decode_workers = 1
     device: "str | torch.device" = "cpu"
     bytes_per_pixel = 14 * 64
 
@@ -47,6 +47,10 @@ class GeneratorBackend:
     @property
     def device_type(self) -> str:
         return getattr(self.device, "type", str(self.device))
+
+    @property
+    def decode_workers(self) -> int:
+        return decode_workers(self.device_type)
 
     def prepare(self, path: str) -> Prepared:
         return prepare_image(path, self.short_side)
@@ -128,6 +132,8 @@ class Zebrafier(GeneratorBackend):
         self.device = device
         self.dtype = dtype or torch.float32
         self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
+        if self.dtype == torch.float32:
+            fp32_stays_fp32(torch.device(device))  # before the model is built: cuDNN picks its kernels then
         # Weights cast, not autocast: InstanceNorm in bf16 is well within 8-bit output precision,
         # and half-size weights and activations halve the memory traffic that dominates here.
         self.model = load_generator(weights_path, label).to(device=device, dtype=self.dtype)
@@ -136,13 +142,8 @@ class Zebrafier(GeneratorBackend):
         if compile:
             from ptmcli.models.classifier import compile_frozen
 
-            self.model = compile_frozen(self.model)
-
-    @property
-    def decode_workers(self) -> int:
-        import os
-
-        return 1 if self.device_type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
+            # Pictures come in many sizes: one graph with symbolic sizes, not a compile per size.
+            self.model = compile_frozen(self.model, dynamic=True)
 
     def _run(self, batch: "np.ndarray") -> "np.ndarray":
         import torch

@@ -30,15 +30,21 @@ def open_model(spec: "ModelSpec", weights: str | Path | None, offline: bool, *, 
                load: bool = True) -> tuple["BackendChoice", object]:
     """(the choice, the backend) for a run of `spec`: weights located (`--weights`, the search
     order, a download), device, precision and runtime settled for a job of `work` (inputs for a
-    classifier, megapixels for a generator). With `load=False` the backend is None unless
-    choosing loaded it (an engine that loads elsewhere, Ray)."""
+    classifier, megapixels for a generator). With `load=False` the work runs on Ray's actors: the
+    choice is made for the cluster's hardware (its GPUs), not this machine's, and the backend is
+    None unless choosing loaded it."""
     from ptmcli.models.backends import open_backend
     from ptmcli.sinks.progress import note_line
 
     weights_path = locate_weights(spec.weights, weights, offline)
+    gpus = None
+    if not load:
+        from ptmcli.pipeline.engines.ray_engine import cluster_gpus
+
+        gpus = cluster_gpus()
     return open_backend(spec, weights_path, device=device, precision=precision, runtime=runtime, work=work,
                         compile=compile, exact_decode=exact_decode, short_side=short_side, note=note_line,
-                        load=load)
+                        load=load, gpus=gpus)
 
 
 def measure_runtimes(model: str, weights: str | Path | None, offline: bool, precision: str = "fp32") -> None:

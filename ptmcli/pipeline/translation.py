@@ -65,7 +65,8 @@ def _photo_runs_and_videos(items: Sequence[InputItem]) -> Iterator[tuple[int, li
 
 def _photo_batches(zebra: "GeneratorBackend", items: list[InputItem], start: int, batch_size: int,
                    fail_fast: bool) -> Iterator[list[tuple[int, Translation]]]:
-    batches = prefetch_batches(items, zebra.prepare, batch_size, group_key=lambda p: p.rgb.shape)
+    batches = prefetch_batches(items, zebra.prepare, batch_size, group_key=lambda p: p.rgb.shape,
+                               workers=zebra.decode_workers)
     position = start
     try:
         for batch in batches:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ptmcli.errors import UsageProblem
+from ptmcli.models.device import decode_workers
 from ptmcli.models.runtimes import OPENVINO_HINTS
 from ptmcli.pixels.crop import load_for_model, normalised_batch
 
@@ -28,7 +29,6 @@ FEATURES = "features"
 class ExportedClassifier:
     runtime = ""
     device = "cpu"
-    decode_workers = 1
 
     def __init__(self, spec: "ModelSpec", export: "Export", exact_decode: bool = False):
         self.spec = spec
@@ -36,6 +36,10 @@ class ExportedClassifier:
         self.categories = spec.categories()
         self.exact_decode = exact_decode
         self.precision = export.key.precision
+
+    @property
+    def decode_workers(self) -> int:
+        return decode_workers(self.device)
 
     @property
     def feature_dim(self) -> int:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 class Job(Protocol):
     device: str  # as asked for ("auto", "cpu", "cuda:1")
+    choice: Any  # models/backends.BackendChoice: its `device` is settled ("cuda" on Ray's GPUs)
     weights_path: str
     batch_size: int  # inputs per batch handed to an actor
 

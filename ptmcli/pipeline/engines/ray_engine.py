@@ -56,37 +56,71 @@ class JobActor:
         return self.job.to_columns(self.backend, list(self.job.batches(self.backend, work)))
 
 
+# Model batches per actor call: within a call the actor's decode threads read the next batch
+# while the model computes this one; with one batch per call it decoded, then computed.
+CALL_BATCHES = 4
+
+
+def call_size(batch_size: int, inputs: int, actors: int) -> int:
+    """Inputs per actor call: up to CALL_BATCHES model batches, fewer when that would leave
+    actors idle (every actor gets a call), always a whole number of batches."""
+    per_actor = -(-inputs // max(1, actors))
+    return batch_size * max(1, min(CALL_BATCHES, -(-per_actor // batch_size)))
+
+
+def _quiet() -> "_RayChatterToLog | None":
+    return _RayChatterToLog() if os.environ.get("PTM_DEBUG", "") in ("", "0") else None
+
+
+def _join(ray, quiet: "_RayChatterToLog | None") -> None:
+    if not ray.is_initialized():
+        ray.init(logging_level=logging.WARNING if quiet is None else logging.ERROR,
+                 include_dashboard=False, log_to_driver=quiet is None)
+
+
+def cluster_gpus() -> int:
+    """The GPUs of the Ray cluster this run joins (or starts here): the hardware the actors will
+    compute on, which device, precision and runtime are settled against (models/backends.py)."""
+    ray = import_ray()
+    quiet = _quiet()
+    try:
+        _join(ray, quiet)
+        return int(ray.cluster_resources().get("GPU", 0))
+    finally:
+        if quiet is not None:
+            quiet.restore()
+
+
 class RayEngine:
     """Run a job on Ray; yields (rows, BatchOutput) in input order.
 
     Ray is started (or joined) here, before the first batch, so its signal handlers are in place
-    before the caller installs its own.
+    before the caller installs its own. The job's choice was settled against the cluster's
+    resources (`cluster_gpus`): "cuda" for actors that hold a GPU, "cpu" otherwise.
     """
 
     backend = None  # the backends live in the actors
 
     def __init__(self, job: "Job", actors: int | None = None):
         self.ray = import_ray()
-        self._quiet = _RayChatterToLog() if os.environ.get("PTM_DEBUG", "") in ("", "0") else None
+        self._quiet = _quiet()
         self.actors = actors
-        if not self.ray.is_initialized():
-            self.ray.init(logging_level=logging.WARNING if self._quiet is None else logging.ERROR,
-                          include_dashboard=False, log_to_driver=self._quiet is None)
+        _join(self.ray, self._quiet)
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         resources = self.ray.cluster_resources()
         self.gpus, self.cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        self.device = self._device(job.device)
-        self.job = job.on_device(self.device)
+        self.device = self._device(job.choice.device)
+        self.job = job
 
-    def _device(self, asked: str) -> str:
-        device = asked.strip().lower()
-        if device == "auto":
-            device = "cuda" if self.gpus else "cpu"
+    def _device(self, settled: str) -> str:
+        device = settled.strip().lower()
         if device.startswith("cuda"):
             if not self.gpus:
                 raise UsageProblem(f"--device {device}: the Ray cluster has no GPUs",
                                    ["use --device cpu, or add GPU nodes to the cluster"])
-            device = "cuda"  # Ray gives each actor its own GPU as cuda:0 (CUDA_VISIBLE_DEVICES)
+            return "cuda"  # Ray gives each actor its own GPU as cuda:0 (CUDA_VISIBLE_DEVICES)
+        if device != "cpu":
+            raise UsageProblem(f"--engine ray runs on CUDA or CPU nodes, not {device}", ["use --device cpu or cuda"])
         return device
 
     def close(self) -> None:
@@ -109,7 +143,7 @@ class RayEngine:
         computed = dataset.map_batches(
             JobActor,
             fn_constructor_kwargs=dict(job=self.job),
-            batch_size=self.job.batch_size,
+            batch_size=call_size(self.job.batch_size, len(work), size),
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=size),
             num_gpus=1 if on_gpu else 0,
