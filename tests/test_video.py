@@ -248,3 +248,34 @@ def test_memory_does_not_grow_with_the_length_of_the_video(isolated_env, tmp_pat
         assert done.returncode == 0, done.stderr
         peaks.append(int(done.stdout))
     assert peaks[1] < 1.25 * peaks[0], peaks
+
+
+@pytest.mark.parametrize("engine", ["shards", pytest.param("ray", marks=[pytest.mark.slow, pytest.mark.skipif(
+    __import__("importlib").util.find_spec("ray") is None, reason="Ray is not installed")])])
+def test_a_folder_of_videos_is_split_by_video_and_gives_the_same_frames(run_ptm, tmp_path, small_weights, engine):
+    import numpy as np
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name, seconds in (("a.mp4", 0.8), ("b.mp4", 0.4), ("c.webm", 0.4)):
+        make_clip(folder / name, seconds=seconds, size=(64, 48), codec="libvpx-vp9" if name.endswith("webm") else
+                  "libx264")
+    (folder / "photo.png").write_bytes((EXAMPLES / "coffee.png").read_bytes())
+    common = ["--weights", small_weights, "--crf", "0", "--size", "48"]
+    assert zebrafy(run_ptm, folder, "-o", f"{tmp_path / 'local'}/", *common).returncode == 0
+    if engine == "shards":
+        for k in (1, 2):
+            done = zebrafy(run_ptm, folder, "-o", f"{tmp_path / 'other'}/", *common, "--shard", f"{k}/2")
+            assert done.returncode == 0, done.stderr
+    else:
+        done = zebrafy(run_ptm, folder, "-o", f"{tmp_path / 'other'}/", *common, "--engine", "ray", "--actors", "1")
+        assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert names == ["a_zebra.mp4", "b_zebra.mp4", "c_zebra.mp4", "photo_zebra.png"]
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == names
+    expected = (("a_zebra.mp4", "a.mp4", 20), ("b_zebra.mp4", "b.mp4", 10), ("c_zebra.mp4", "c.webm", 10))
+    for name, source, count in expected:
+        local, other = frames_of(tmp_path / "local" / name), frames_of(tmp_path / "other" / name)
+        assert [t for _, t in local] == [t for _, t in other] and len(local) == count, name
+        assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(local, other)), name
+        assert audio_packets(tmp_path / "other" / name) == audio_packets(folder / source), name

@@ -51,8 +51,8 @@ class JobActor:
     def __call__(self, batch: dict) -> dict:
         from ptmcli.pipeline.inputs import InputItem
 
-        work = [(int(row), InputItem(str(path), error=str(error) or None))
-                for row, path, error in zip(batch["row"], batch["path"], batch["input_error"])]
+        work = [(int(row), InputItem(str(path), error=str(error) or None, video=bool(video)))
+                for row, path, error, video in zip(batch["row"], batch["path"], batch["input_error"], batch["video"])]
         return self.job.to_columns(self.backend, list(self.job.batches(self.backend, work)))
 
 
@@ -138,7 +138,8 @@ class RayEngine:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         dataset = ray.data.from_items(
-            [{"row": row, "path": item.path, "input_error": item.error or ""} for row, item in work]
+            [{"row": row, "path": item.path, "input_error": item.error or "", "video": item.video}
+             for row, item in work]
         )
         computed = dataset.map_batches(
             JobActor,
