@@ -1,6 +1,6 @@
 """A user's horse -> zebra script with ONNX Runtime: Pillow + NumPy, no torch at run time.
 
-    python zebra_onnxruntime.py generator.onnx IN_DIR OUT_DIR
+    python zebra_onnxruntime.py generator.onnx IN_DIR OUT_DIR [GLOB]     (GLOB: *.jpg unless given)
 
 The ONNX file has dynamic height and width (exported once with torch.onnx.export); pictures are
 resized to a short side of 256, padded to a multiple of 4 by reflection, scaled to [-1, 1],
@@ -43,7 +43,7 @@ def main():
     target.mkdir(parents=True, exist_ok=True)
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    for path in sorted(source.glob("*.jpg")):
+    for path in sorted(source.glob(sys.argv[4] if len(sys.argv) > 4 else "*.jpg")):
         x, h, w = to_input(load(path))
         y = session.run(None, {name: x})[0]
         to_picture(y, h, w).save(target / f"{path.stem}_zebra.png")
