@@ -188,6 +188,32 @@ def image_zebrafy(data: bytes) -> None:
     library(lambda: prepare_image(str(path), 256))
 
 
+def video_zebrafy(data: bytes) -> None:
+    """A video for zebrafy: the sniff, the demuxer and decoder (PyAV: FFmpeg), the first frames as
+    the generator's pictures, then the sink that writes them with the source's audio copied."""
+    import io
+
+    from ptmcli.pixels.media import is_video
+    from ptmcli.pixels.video import Clip, video_frames
+    from ptmcli.results import BatchOutput, Translation
+    from ptmcli.sinks.images import ImageSink
+
+    path = write_input(data, "clip.mp4")
+    is_video(str(path))
+    frames: list = []
+    library(lambda: frames.extend(video_frames(str(path), Clip(short_side=16, even=True, frames=6))))
+    if not frames:
+        return
+    sink = ImageSink(io.StringIO(), [workdir() / "out.mp4"], replace=True)
+    results = [Translation(str(path), image=prepared.rgb, source=prepared.rgb, frame=stamp)
+               for prepared, stamp in frames]
+    written = sink.write([0] * len(results), BatchOutput(results))
+    sink.close()
+    for result in (written.results if written is not None else []):
+        if result.error is not None and "\n" in result.error:
+            raise Finding(f"a message with a newline: {result.error!r}")
+
+
 # --- results files: ptm report, ptm merge, classify --resume -----------------------------------------
 
 
@@ -278,6 +304,7 @@ HARNESSES: dict[str, Callable[[bytes], None]] = {
     "export_hdf5": export_hdf5,
     "image_classify": image_classify,
     "image_zebrafy": image_zebrafy,
+    "video_zebrafy": video_zebrafy,
     "results_hdf5": _results(".h5"),
     "results_jsonl": _results(".jsonl"),
     "results_csv": _results(".csv"),

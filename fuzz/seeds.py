@@ -166,6 +166,53 @@ def _image_seeds() -> dict[str, bytes]:
     return seeds
 
 
+def _video_seeds() -> dict[str, bytes]:
+    """Tiny clips in every container ptm reads (3 frames, 32 x 24), with and without audio, and
+    moving pictures; FFmpeg itself is not instrumented, so these seeds carry its variety."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pictures = [rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for _ in range(3)]
+    seeds = {}
+    kinds = (("h264_aac.mp4", "mp4", "libx264", "aac"), ("vp9_opus.webm", "webm", "libvpx-vp9", "libopus"),
+             ("mpeg4.avi", "avi", "mpeg4", None), ("h264.mkv", "matroska", "libx264", None),
+             ("mjpeg.mov", "mov", "mjpeg", None))
+    for name, container, codec, audio in kinds:
+        buffer = io.BytesIO()
+        with av.open(buffer, "w", format=container) as out:
+            video = out.add_stream(codec, rate=10)
+            video.width, video.height = 32, 24
+            video.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+            sound = None
+            if audio is not None:
+                sound = out.add_stream(audio, rate=48000)
+                sound.layout = "mono"
+            for picture in pictures:
+                for packet in video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                    out.mux(packet)
+            if sound is not None:
+                for start in range(0, 14400, 960):
+                    chunk = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono")
+                    chunk.sample_rate, chunk.pts, chunk.time_base = 48000, start, Fraction(1, 48000)
+                    for packet in sound.encode(chunk):
+                        out.mux(packet)
+            for stream in (video, sound):
+                if stream is not None:
+                    for packet in stream.encode(None):
+                        out.mux(packet)
+        seeds[name] = buffer.getvalue()
+    frames = [Image.fromarray(p) for p in pictures]
+    for name, fmt in (("moving.gif", "GIF"), ("moving.webp", "WEBP"), ("moving.png", "PNG")):
+        buffer = io.BytesIO()
+        frames[0].save(buffer, fmt, save_all=True, append_images=frames[1:], duration=[40, 80, 120], loop=0)
+        seeds[name] = buffer.getvalue()
+    return seeds
+
+
 def _results_seeds() -> dict[str, dict[str, bytes]]:
     """Result files ptm classify writes: HDF5 working and final layouts, jsonl, csv, tsv."""
     import tempfile
@@ -236,6 +283,7 @@ def all_seeds() -> dict[str, dict[str, bytes]]:
         "export_hdf5": {**_npy_seeds(), "rgb.png": images["rgb.png"], **_torch_seeds(legacy=False)},
         "image_classify": images,
         "image_zebrafy": images,
+        "video_zebrafy": _video_seeds(),
         "results_hdf5": results[".h5"],
         "results_jsonl": results[".jsonl"],
         "results_csv": results[".csv"],
@@ -247,7 +295,10 @@ def all_seeds() -> dict[str, dict[str, bytes]]:
 
 
 def main() -> None:
+    wanted = sys.argv[1:]  # harness names: rewrite only theirs (default: all)
     for harness, files in all_seeds().items():
+        if wanted and harness not in wanted:
+            continue
         folder = SEEDS / harness
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)

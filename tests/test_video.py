@@ -89,19 +89,21 @@ def test_gif_out_has_every_frame_and_the_durations(run_ptm, tmp_path, clip, smal
         durations = [frame_duration(image, i) for i in range(image.n_frames)]
     assert durations == [40] * 50
 
-    # A GIF that moves, with its own durations, in: the same durations out, in the same kind of file.
-    moving = tmp_path / "moving.gif"
+    # Moving pictures with their own durations in: the same durations out, in the same kind of file.
     frames = [Image.effect_noise((48, 32), 60 + 40 * i).convert("RGB") for i in range(3)]
-    frames[0].save(moving, save_all=True, append_images=frames[1:], duration=[60, 120, 250], loop=0)
-    done = zebrafy(run_ptm, moving, "-o", f"{tmp_path / 'out'}/", "--weights", small_weights)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == f"{moving}\t{tmp_path / 'out' / 'moving_zebra.gif'}\n"
-    with Image.open(tmp_path / "out" / "moving_zebra.gif") as image:
-        assert [frame_duration(image, i) for i in range(image.n_frames)] == [60, 120, 250]
+    for suffix in (".gif", ".webp", ".png"):
+        moving = tmp_path / f"moving{suffix}"
+        frames[0].save(moving, save_all=True, append_images=frames[1:], duration=[60, 120, 250], loop=0)
+        done = zebrafy(run_ptm, moving, "-o", f"{tmp_path / 'out'}/", "--weights", small_weights)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"{moving}\t{tmp_path / 'out' / f'moving_zebra{suffix}'}\n"
+        with Image.open(tmp_path / "out" / f"moving_zebra{suffix}") as image:
+            assert [frame_duration(image, i) for i in range(image.n_frames)] == [60, 120, 250], suffix
 
 
 def frame_duration(image, index: int) -> int:
     image.seek(index)
+    image.load()  # WebP sets the duration once the frame is decoded
     return image.info["duration"]
 
 

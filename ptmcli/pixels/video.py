@@ -217,6 +217,7 @@ def _picture_frames(path: str, opened, clip: Clip) -> Iterator[tuple[Prepared, F
                            end=None if clip.duration is None else clip.start + clip.duration)
         pts = count = 0
         for frame in ImageSequence.Iterator(image):
+            frame.load()  # WebP sets a frame's duration only once it is decoded
             shows_for = max(int(frame.info.get("duration") or 100), 10)
             if pts / 1000 >= clip.start and (info.end is None or pts / 1000 < info.end):
                 stamp = FrameStamp(count, pts, shows_for / 1000, last=False, stream=info)
