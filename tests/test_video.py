@@ -309,3 +309,27 @@ def test_damaged_packets_in_the_middle_are_skipped_and_counted(run_ptm, tmp_path
     assert done.stderr == (f"ptm: note: {clip}: 2 damaged video packets skipped "
                            "(the output has that many frames fewer)\n")
     assert [round(t, 1) for _, t in frames_of(out)] == [0.0, 0.1, 0.2, 0.4, 0.5, 0.7, 0.8, 0.9]
+
+
+def test_a_video_url_is_translated_with_its_audio(run_ptm, tmp_path, clip, small_weights):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    shutil.copyfile(clip, tmp_path / "ride.mp4")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/ride.mp4"
+        done = zebrafy(run_ptm, url, "-o", f"{tmp_path / 'out'}/", "--weights", small_weights,
+                       env={"PTM_OFFLINE": "0", "no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"})
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{url}\t{tmp_path / 'out' / 'ride_zebra.mp4'}\n"
+    assert len(frames_of(tmp_path / "out" / "ride_zebra.mp4")) == 50
+    assert audio_packets(tmp_path / "out" / "ride_zebra.mp4") == audio_packets(clip)
