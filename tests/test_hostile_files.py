@@ -332,3 +332,25 @@ def test_inspect_tensor_refuses_a_text_heap_hdf5_would_loop_on(run_ptm, tmp_path
     assert done.stderr.splitlines() == [done.stderr.splitlines()[0]]
     assert done.stderr.startswith("ptm: error: input.h5: cannot read this HDF5 file: it is damaged ("), done.stderr
     assert done.stdout == ""
+
+
+# --- HDF5 on crafted bytes: a type HDF5 crashes on, lengths it would allocate ------------------------
+
+KIND_CRASHES = sorted([*(REGRESSIONS / "results_hdf5").glob("crash-*"), *(REGRESSIONS / "tensor_hdf5").glob("crash-*")])
+
+
+@pytest.mark.parametrize("path", KIND_CRASHES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_variable_length_type_of_unknown_kind_is_refused_before_hdf5_reads_it(run_ptm, tmp_path, path):
+    # HDF5 segfaulted reading a value of such a type; the kind is checked from the type's encoding.
+    shutil.copy(path, tmp_path / "input.h5")
+    if path.parent.name == "tensor_hdf5":  # a text dataset: its values are what HDF5 crashed on
+        done = run_ptm("inspect-tensor", "input.h5", "text", cwd=tmp_path, timeout=60)
+        assert (done.returncode, done.stdout) == (1, ""), done.stderr
+        assert done.stderr == "ptm: error: input.h5: text: it has a variable-length type of unknown kind 3\n"
+        return
+    done = run_ptm("inspect-tensor", "input.h5", "--format", "json", cwd=tmp_path, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "<unreadable: it has a variable-length type of unknown kind" in done.stdout  # the rest is shown
+    done = run_ptm("merge", "input.h5", "--partial", "-o", "merged.h5", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and not (tmp_path / "merged.h5").exists()
+    assert "attribute has a variable-length type of unknown kind" in done.stderr.splitlines()[0]

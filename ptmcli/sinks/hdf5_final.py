@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from ptmcli.atomic import replacing
 from ptmcli.errors import OutputUnwritable
-from ptmcli.sinks.hdf5_text import check_text_heaps, check_text_lengths
+from ptmcli.sinks.hdf5_text import check_attribute_types, check_text_heaps, check_text_lengths
 from ptmcli.sinks.resultrows import (
     ERROR,
     FORMAT_NAME,
@@ -94,6 +94,7 @@ def checked(f, path: Path) -> Checked:
     import numpy as np
 
     check_text_heaps(path)
+    check_attribute_types(f)
     attrs = read_info(f, path)
     for key in ("model", "weights_sha256", "preprocess", "shard", "layout"):
         as_text(attrs.get(key, ""), f"its {key} attribute")

@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 
 from ptmcli.errors import InputError, UsageProblem
+from ptmcli.sinks.hdf5_text import check_attribute_types, check_datatype, check_text_heaps
+from ptmcli.sinks.resultrows import Damaged
 from ptmcli.tensorio.boundary import reason
 from ptmcli.tensorio.dtypes import CARRIER_DTYPES, h5_dtype_name, numpy_torch_dtype, torch_dtype_name
 from ptmcli.tensorio.items import MAX_NESTING, Container, Item, LinkItem, TensorFile, close_names
@@ -66,9 +68,6 @@ _HEAP_SCAN_BYTES = 1 << 30
 
 def open_hdf5(path: str, fmt: str) -> HDF5File:
     import h5py
-
-    from ptmcli.sinks.hdf5_text import check_text_heaps
-    from ptmcli.sinks.resultrows import Damaged
 
     try:
         # HDF5 loops forever, silently, on some damaged text heaps when an attribute is read:
@@ -141,7 +140,10 @@ def attrs_of(attrs) -> dict:
         if key in SCALE_ATTRS:
             continue
         try:
+            check_datatype(attrs.get_id(key).get_type(), "it")
             out[key] = plain(attrs[key])
+        except Damaged as exc:
+            out[key] = f"<unreadable: {exc}>"
         except Exception as exc:  # noqa: BLE001 - an attribute of an odd type
             out[key] = f"<unreadable: {type(exc).__name__}>"
     return out
@@ -187,14 +189,8 @@ def dataset_item(name: str, dset) -> Item:
         layout["maxshape"] = tuple(dset.maxshape)
     if stored.byteorder == ">":
         layout["byte order"] = "big-endian on disk"
-    names = None
     shape = dset.shape if dset.shape is not None else ()
-    try:
-        labels = [dim.label for dim in dset.dims] if len(shape) else []
-        if any(labels):
-            names = tuple(label or None for label in labels)
-    except Exception:  # noqa: BLE001 - odd dimension scales are not worth failing over
-        names = None
+    names = _dimension_names(dset, shape)
     try:
         address = h5py.h5o.get_info(dset.id).addr
     except Exception:  # noqa: BLE001 - no address: the dataset just shares storage with nothing
@@ -203,10 +199,23 @@ def dataset_item(name: str, dset) -> Item:
                 names=names, layout=layout, attrs=attrs,
                 storage_id=("hdf5", address), storage_span=(0, math.prod(shape) * element_size), data=dset,
                 read_block=read_block, gather=gather)
+    try:
+        check_datatype(dset.id.get_type(), "it")
+    except Damaged as exc:
+        item.unreadable = str(exc)
     if dset.shape is None:
         item.unreadable = "an empty (null) dataspace"
         item.null_dataspace = True
     return item
+
+
+def _dimension_names(dset, shape: tuple) -> tuple | None:
+    try:
+        check_attribute_types(dset)  # the labels are an attribute, read inside HDF5's own library
+        labels = [dim.label for dim in dset.dims] if len(shape) else []
+    except Exception:  # noqa: BLE001 - odd dimension scales are not worth failing over
+        return None
+    return tuple(label or None for label in labels) if any(labels) else None
 
 
 def _layout(dset) -> str:
