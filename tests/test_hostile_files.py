@@ -422,3 +422,12 @@ def test_the_child_turns_a_crash_memory_and_a_hang_into_one_line(tmp_path, monke
     with pytest.raises(Damaged) as caught:
         hdf5_child.read_in_child(path, reads)
     assert str(caught.value) == message
+
+
+def test_a_name_from_a_file_stays_on_its_one_stderr_line():
+    # An .npz member named "DF\r\n\x1a\ntran.npy" broke its entry's line in three (tensor_npz).
+    from ptmcli.sinks.progress import error_line
+
+    out = io.StringIO()
+    error_line("n.npz: DF\r\n\x1a\ntran: damaged (\x1b[31mred\u2028)", out)
+    assert out.getvalue() == "ptm: n.npz: DF\\r\\n\\x1a\\ntran: damaged (\\x1b[31mred\\u2028)\n"
