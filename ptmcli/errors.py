@@ -6,20 +6,34 @@ processed, 2 the run could not start.
 
 from __future__ import annotations
 
+import re
+
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_CANNOT_START = 2
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with each control character escaped as Python writes it (`\\r`, `\\x1a`): names and
+    bytes from a user's file (a pickle's module, an npz member) can never break a line of ptm's."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
+
+
 class PtmError(Exception):
-    """A problem the user can fix: a one-line message and, optionally, lines saying how."""
+    """A problem the user can fix: a one-line message and, optionally, lines saying how.
+
+    Both are made one line each here, whatever text from a file they quote."""
 
     exit_code = EXIT_CANNOT_START
 
     def __init__(self, message: str, hints: list[str] | tuple[str, ...] = ()):
+        message = escape_controls(message)
         super().__init__(message)
         self.message = message
-        self.hints = tuple(hints)
+        self.hints = tuple(escape_controls(hint) for hint in hints)
 
 
 class UsageProblem(PtmError):
