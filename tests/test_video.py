@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -333,3 +334,26 @@ def test_a_video_url_is_translated_with_its_audio(run_ptm, tmp_path, clip, small
     assert done.stdout == f"{url}\t{tmp_path / 'out' / 'ride_zebra.mp4'}\n"
     assert len(frames_of(tmp_path / "out" / "ride_zebra.mp4")) == 50
     assert audio_packets(tmp_path / "out" / "ride_zebra.mp4") == audio_packets(clip)
+
+
+def test_a_variable_frame_rate_keeps_every_time_stamp(run_ptm, tmp_path, small_weights):
+    import av
+    import numpy as np
+
+    clip, rng = tmp_path / "vfr.mkv", np.random.default_rng(2)
+    stamps = [0, 40, 70, 190, 200, 450, 460, 1000]  # milliseconds: gaps of 10 ms to over half a second
+    with av.open(str(clip), "w", format="matroska") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.codec_context.time_base = video.time_base = Fraction(1, 1000)
+        for stamp in stamps:
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), format="rgb24")
+            frame.pts, frame.time_base = stamp, Fraction(1, 1000)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+    for suffix in (".mp4", ".mkv"):
+        done = zebrafy(run_ptm, clip, "-o", tmp_path / f"out{suffix}", "--weights", small_weights)
+        assert done.returncode == 0, done.stderr
+        assert [round(t * 1000) for _, t in frames_of(tmp_path / f"out{suffix}")] == stamps, suffix
