@@ -234,7 +234,7 @@ def test_zebrafy_decodes_on_several_threads_on_a_gpu(monkeypatch, tmp_path):
     backend.prepare = prepare
     assert backend.decode_workers == 8
     results = [r for batch in translate_batches(backend, [InputItem(f"{i}.png") for i in range(64)], 4)
-               for r in batch]
+               for _, r in batch]
     assert len(results) == 64 and all(r.ok for r in results)
     assert len(threads) > 1 and all(name.startswith("ptm-decode_") for name in threads)
 

@@ -129,7 +129,7 @@ def test_out_of_memory_becomes_a_per_input_message(small_zebra, make_image, tmp_
     small_zebra._forward = no_memory
     from ptmcli.pipeline.inputs import InputItem
 
-    [[result]] = list(translate_batches(small_zebra, [InputItem(str(good))], batch_size=4))
+    [[(_, result)]] = list(translate_batches(small_zebra, [InputItem(str(good))], batch_size=4))
     assert not result.ok
     assert "out of GPU memory at 32x24" in result.error
     assert "--size" in result.error and "--device cpu" in result.error
@@ -143,7 +143,7 @@ def test_too_large_for_32_bit_indexing_is_a_per_input_message(small_zebra, make_
 
     small_zebra._forward = too_big
     image = make_image("a.png", size=(20, 10))
-    [[result]] = list(translate_batches(small_zebra, [InputItem(str(image))], batch_size=1))
+    [[(_, result)]] = list(translate_batches(small_zebra, [InputItem(str(image))], batch_size=1))
     assert "too large for the CPU's kernels at 20x10; try a smaller --size" in result.error
     assert "--device cpu" not in result.error  # already on the CPU
 
@@ -153,8 +153,9 @@ def test_a_photo_larger_than_free_memory_is_refused_before_it_starts(small_zebra
 
     monkeypatch.setattr(generator, "available_memory", lambda: 100 * 2**20)  # 100 MiB free
     big, small = make_image("big.png", size=(3000, 2000)), make_image("small.png", size=(40, 30))
-    results = [r for batch in translate_batches(small_zebra, [InputItem(str(big)), InputItem(str(small))], batch_size=4)
-               for r in batch]
+    batches = translate_batches(small_zebra, [InputItem(str(big)), InputItem(str(small))], batch_size=4)
+    positions, results = zip(*(pair for batch in batches for pair in batch))
+    assert positions == (0, 1)
     assert "out of CPU memory at 3000x2000 (needs about" in results[0].error
     assert "try a smaller --size" in results[0].error
     assert results[1].ok and results[1].image.shape == (30, 40, 3)

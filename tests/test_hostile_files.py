@@ -332,3 +332,102 @@ def test_inspect_tensor_refuses_a_text_heap_hdf5_would_loop_on(run_ptm, tmp_path
     assert done.stderr.splitlines() == [done.stderr.splitlines()[0]]
     assert done.stderr.startswith("ptm: error: input.h5: cannot read this HDF5 file: it is damaged ("), done.stderr
     assert done.stdout == ""
+
+
+# --- HDF5 on crafted bytes: a type HDF5 crashes on, lengths it would allocate ------------------------
+
+KIND_CRASHES = sorted([*(REGRESSIONS / "results_hdf5").glob("crash-*"), *(REGRESSIONS / "tensor_hdf5").glob("crash-*")])
+
+
+@pytest.mark.parametrize("path", KIND_CRASHES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_variable_length_type_of_unknown_kind_is_refused_before_hdf5_reads_it(run_ptm, tmp_path, path):
+    # HDF5 segfaulted reading a value of such a type; the kind is checked from the type's encoding.
+    shutil.copy(path, tmp_path / "input.h5")
+    if path.parent.name == "tensor_hdf5":  # a text dataset: its values are what HDF5 crashed on
+        done = run_ptm("inspect-tensor", "input.h5", "text", cwd=tmp_path, timeout=60)
+        assert (done.returncode, done.stdout) == (1, ""), done.stderr
+        assert done.stderr == "ptm: error: input.h5: text: it has a variable-length type of unknown kind 3\n"
+        return
+    done = run_ptm("inspect-tensor", "input.h5", "--format", "json", cwd=tmp_path, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "<unreadable: it has a variable-length type of unknown kind" in done.stdout  # the rest is shown
+    done = run_ptm("merge", "input.h5", "--partial", "-o", "merged.h5", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and not (tmp_path / "merged.h5").exists()
+    assert "attribute has a variable-length type of unknown kind" in done.stderr.splitlines()[0]
+
+
+@pytest.mark.parametrize("args, code", [(["report", "input.h5", "-o", "page.html"], 2),
+                                         (["merge", "input.h5", "--partial", "-o", "merged.h5"], 2),
+                                         (["inspect-tensor", "input.h5"], 1)])
+def test_an_attribute_that_claims_gigabytes_takes_none(tmp_path, args, code):
+    # A 27 KB file whose weights_sha256 text claims 4 GB: HDF5 allocated it before reading (4.2 GB).
+    import subprocess
+    import sys
+
+    from conftest import ptm_command
+
+    shutil.copy(REGRESSIONS / "results_hdf5" / "oom-oom-2a4db897a9", tmp_path / "input.h5")
+    measure = ("import json, resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, "
+               "text=True); print(json.dumps([done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+               "done.stderr.splitlines()]))")
+    done = subprocess.run([sys.executable, "-c", measure, *ptm_command(), *args], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120, check=True)
+    exit_code, peak_kb, lines = json.loads(done.stdout)
+    assert exit_code == code
+    assert peak_kb < 1_500_000, f"ptm took {peak_kb >> 10} MB"
+    assert lines[0].startswith("ptm: error: input.h5") and "damaged" in lines[0], lines
+    assert not (tmp_path / "merged.h5").exists()
+
+
+def _crash(path):
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _allocate(path):
+    bytearray(3 << 30)
+
+
+def _hang(path):
+    import time
+
+    time.sleep(60)
+
+
+def _damaged(path):
+    from ptmcli.sinks.resultrows import Damaged
+
+    raise Damaged("left to the parent")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork: the reads run in ptm's process only")
+@pytest.mark.parametrize("reads, message", [
+    (_crash, "HDF5 crashed reading it with SIGSEGV"),
+    (_allocate, "reading it takes more than 1 GB of memory: a length it claims is damaged"),
+    (_hang, "HDF5 did not finish reading it in 1 s"),
+    (_damaged, None),
+    (lambda path: None, None),
+])
+def test_the_child_turns_a_crash_memory_and_a_hang_into_one_line(tmp_path, monkeypatch, reads, message):
+    from ptmcli.sinks import hdf5_child
+    from ptmcli.sinks.resultrows import Damaged
+
+    monkeypatch.setattr(hdf5_child, "seconds_for", lambda path: 1.0)
+    path = tmp_path / "any.h5"
+    path.write_bytes(b"")
+    if message is None:  # the child's own errors are the parent's to find and word
+        assert hdf5_child.read_in_child(path, reads) is None
+        return
+    with pytest.raises(Damaged) as caught:
+        hdf5_child.read_in_child(path, reads)
+    assert str(caught.value) == message
+
+
+def test_a_name_from_a_file_stays_on_its_one_stderr_line():
+    # An .npz member named "DF\r\n\x1a\ntran.npy" broke its entry's line in three (tensor_npz).
+    from ptmcli.sinks.progress import error_line
+
+    out = io.StringIO()
+    error_line("n.npz: DF\r\n\x1a\ntran: damaged (\x1b[31mred\u2028)", out)
+    assert out.getvalue() == "ptm: n.npz: DF\\r\\n\\x1a\\ntran: damaged (\\x1b[31mred\\u2028)\n"

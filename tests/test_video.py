@@ -281,3 +281,55 @@ def test_a_folder_of_videos_is_split_by_video_and_gives_the_same_frames(run_ptm,
         assert [t for _, t in local] == [t for _, t in other] and len(local) == count, name
         assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(local, other)), name
         assert audio_packets(tmp_path / "other" / name) == audio_packets(folder / source), name
+
+
+def test_damaged_packets_in_the_middle_are_skipped_and_counted(run_ptm, tmp_path, small_weights):
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    clip = tmp_path / "mj.avi"
+    with av.open(str(clip), "w") as out:
+        video = out.add_stream("mjpeg", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuvj420p"
+        for _ in range(10):
+            picture = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+    data = bytearray(clip.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i:i + 2] == b"\xff\xd8"]  # each frame's JPEG
+    for j in (3, 6):
+        data[starts[j]:starts[j + 1] - 16] = bytes(starts[j + 1] - 16 - starts[j])
+    clip.write_bytes(bytes(data))
+    out = tmp_path / "out.mp4"
+    done = zebrafy(run_ptm, clip, "-o", out, "--weights", small_weights)
+    assert done.returncode == 0
+    assert done.stderr == (f"ptm: note: {clip}: 2 damaged video packets skipped "
+                           "(the output has that many frames fewer)\n")
+    assert [round(t, 1) for _, t in frames_of(out)] == [0.0, 0.1, 0.2, 0.4, 0.5, 0.7, 0.8, 0.9]
+
+
+def test_a_video_url_is_translated_with_its_audio(run_ptm, tmp_path, clip, small_weights):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    shutil.copyfile(clip, tmp_path / "ride.mp4")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/ride.mp4"
+        done = zebrafy(run_ptm, url, "-o", f"{tmp_path / 'out'}/", "--weights", small_weights,
+                       env={"PTM_OFFLINE": "0", "no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"})
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{url}\t{tmp_path / 'out' / 'ride_zebra.mp4'}\n"
+    assert len(frames_of(tmp_path / "out" / "ride_zebra.mp4")) == 50
+    assert audio_packets(tmp_path / "out" / "ride_zebra.mp4") == audio_packets(clip)

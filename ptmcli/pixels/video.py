@@ -105,9 +105,8 @@ def _empty(opened) -> bool:
 
 
 def _as_file(source):
-    import io
-
-    return io.BytesIO(getattr(source, "data", b""))
+    source.seek(0)  # a URL's body (downloads.Fetched, a BytesIO)
+    return source
 
 
 def _kind_of(opened) -> str | None:

@@ -1,5 +1,5 @@
-"""The raw checks an HDF5 results file passes before HDF5 reads any of its text: HDF5 trusts
-the lengths and heaps it finds, and a damaged one makes it allocate gigabytes or loop forever."""
+"""The raw checks an HDF5 file passes before HDF5 reads any of its text: HDF5 trusts the lengths,
+heaps and types it finds, and a damaged one makes it allocate gigabytes, loop forever or crash."""
 
 from __future__ import annotations
 
@@ -71,6 +71,44 @@ def _check_heap_objects(data, at: int, size: int) -> None:
         place += 16 + (length + 7) // 8 * 8
         check(place <= end, f"the text heap at byte {at} is damaged")
     check(end - place < 16, f"the text heap at byte {at} is damaged")
+
+
+# HDF5 decodes a type nested this deep in compounds, arrays and variable-length types; ptm's
+# own files nest one level (a text is a sequence of characters), tensor files a few.
+_MOST_TYPE_NESTING = 32
+
+
+def check_datatype(tid, what: str, depth: int = 0) -> None:
+    """Refuse a stored type whose variable-length kind is neither a sequence (0) nor a text (1).
+
+    HDF5 2.0 decodes any kind from the type's flags and h5py sees a sequence, which compares
+    equal to a real one; reading a value then sets up no memory conversion and calls HDF5's disk
+    writer without a file: a segmentation fault (fuzz/README.md, "Findings"). The kind survives
+    only in the type's encoding (H5Tencode: two header bytes, then the type message: class and
+    version, then the flags)."""
+    import h5py
+
+    check(depth <= _MOST_TYPE_NESTING, f"{what} has a type nested more than {_MOST_TYPE_NESTING} deep")
+    cls = tid.get_class()
+    if cls == h5py.h5t.VLEN or (cls == h5py.h5t.STRING and tid.is_variable_str()):
+        raw = tid.encode()
+        kind = raw[3] & 0x0F if len(raw) > 3 and raw[2] & 0x0F == h5py.h5t.VLEN else -1
+        check(kind == (1 if cls == h5py.h5t.STRING else 0),
+              f"{what} has a variable-length type of unknown kind {kind}")
+    if cls in (h5py.h5t.VLEN, h5py.h5t.ARRAY):
+        check_datatype(tid.get_super(), what, depth + 1)
+    elif cls == h5py.h5t.COMPOUND:
+        for member in range(tid.get_nmembers()):
+            check_datatype(tid.get_member_type(member), what, depth + 1)
+
+
+def check_attribute_types(obj) -> None:
+    """check_datatype for every attribute of an open h5py object, before any value is read."""
+    import h5py
+
+    for index in range(h5py.h5a.get_num_attrs(obj.id)):
+        attr = h5py.h5a.open(obj.id, index=index)
+        check_datatype(attr.get_type(), f"its {attr.name.decode('utf-8', 'replace')} attribute")
 
 
 def h5py_vlen(dataset) -> bool:

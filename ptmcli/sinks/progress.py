@@ -5,17 +5,28 @@ stdout carries only results. Bars are drawn only on a terminal, never into a pip
 
 from __future__ import annotations
 
+import re
 import sys
 from contextlib import contextmanager
 from typing import Iterator, TextIO
 
 from ptmcli.sinks.formats import isatty
 
+# Line breaks and other control characters, as a message may carry them from a file's bytes (an
+# .npz member named "DF\r\n\x1a\ntran.npy", fuzz/README.md) or a path: written escaped.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """`text` with each control character escaped as Python writes it (`\\r`, `\\x1a`)."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
+
 
 def error_line(message: str, stream: TextIO | None = None) -> None:
-    """One line on stderr per failed input: `ptm: <path>: <reason>`."""
+    """One line on stderr per failed input: `ptm: <path>: <reason>`, whatever the path or the
+    reason hold."""
     stream = stream or sys.stderr
-    stream.write(f"ptm: {message}\n")
+    stream.write(f"ptm: {one_line(message)}\n")
     stream.flush()
 
 

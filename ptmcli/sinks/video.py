@@ -170,11 +170,9 @@ class _AudioCopy:
 
         from ptmcli.downloads import input_source
 
-        origin = input_source(stream.path)
+        origin = input_source(stream.path)  # a URL's body again (downloads.Fetched, a BytesIO)
         if not isinstance(origin, str):
-            import io
-
-            origin = io.BytesIO(origin.data)
+            origin.seek(0)
         source = av.open(origin, "r")
         audio_in = source.streams.audio[0]
         if audio_in.codec_context.name not in out.supported_codecs:

@@ -13,6 +13,9 @@ import warnings
 from pathlib import Path
 
 from ptmcli.errors import InputError, UsageProblem
+from ptmcli.sinks.hdf5_child import out_of_memory, read_in_child
+from ptmcli.sinks.hdf5_text import check_attribute_types, check_datatype, check_text_heaps
+from ptmcli.sinks.resultrows import Damaged
 from ptmcli.tensorio.boundary import reason
 from ptmcli.tensorio.dtypes import CARRIER_DTYPES, h5_dtype_name, numpy_torch_dtype, torch_dtype_name
 from ptmcli.tensorio.items import MAX_NESTING, Container, Item, LinkItem, TensorFile, close_names
@@ -28,10 +31,20 @@ class HDF5File(TensorFile):
     """An open HDF5 file: `select` looks entries up in the file instead of a list made on opening."""
 
     def __init__(self, path: str, fmt: str, handle):
-        super().__init__(path, fmt, sep="/", attrs=attrs_of(handle.attrs), closers=[handle.close])
+        # The root's attributes are read by select (TensorFile.attrs is for files listed on opening).
+        super().__init__(path, fmt, sep="/", closers=[handle.close])
         self.h5file = handle
 
     def select(self, key: str | None) -> Item | LinkItem | Container:
+        """`key`'s entry (the root's: the whole file), after a child did the same reads first:
+        HDF5 crashes or takes gigabytes on some crafted bytes (sinks/hdf5_child.py). Values are
+        read later, in this process only: a dataset's type and shape are checked by then."""
+        import torch  # noqa: F401 - a dataset's dtype needs it: imported once, before the fork
+
+        _in_child(self.path, lambda where: _selected(where, self.format, key))
+        return self._select(key)
+
+    def _select(self, key: str | None) -> Item | LinkItem | Container:
         import h5py
 
         root = self.h5file
@@ -67,9 +80,6 @@ _HEAP_SCAN_BYTES = 1 << 30
 def open_hdf5(path: str, fmt: str) -> HDF5File:
     import h5py
 
-    from ptmcli.sinks.hdf5_text import check_text_heaps
-    from ptmcli.sinks.resultrows import Damaged
-
     try:
         # HDF5 loops forever, silently, on some damaged text heaps when an attribute is read:
         # refuse those before h5py sees the file (the check results files pass). It reads the
@@ -79,11 +89,32 @@ def open_hdf5(path: str, fmt: str) -> HDF5File:
             check_text_heaps(Path(path))
     except Damaged as exc:
         raise InputError(f"{path}: cannot read this HDF5 file: it is damaged ({exc})") from None
+    _in_child(path, _opened)  # opening decodes the superblock and the root's header
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
         raise InputError(f"{path}: an HDF5 signature, but the file cannot be opened ({reason(exc)})") from None
     return HDF5File(path, fmt, handle)
+
+
+def _in_child(path: str, reads) -> None:
+    try:
+        read_in_child(Path(path), reads)
+    except Damaged as exc:
+        raise InputError(f"{path}: cannot read this HDF5 file: it is damaged ({exc})") from None
+
+
+def _opened(path: Path) -> None:
+    import h5py
+
+    h5py.File(path, "r").close()
+
+
+def _selected(path: Path, fmt: str, key: str | None) -> None:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        HDF5File(str(path), fmt, handle)._select(key)
 
 
 def _names(root, limit: int) -> list[str]:
@@ -119,6 +150,8 @@ def _walk(group, prefix: str, out: list, depth: int, on_path: set) -> None:
                 continue
             obj = group.get(name)
         except (KeyError, OSError, RuntimeError, ValueError) as exc:
+            if out_of_memory(exc):
+                raise
             out.append(Item(full, shape=(), dtype="?", element_size=0, unreadable=f"cannot open ({reason(exc)})"))
             continue
         if obj is None:
@@ -135,14 +168,21 @@ def attrs_of(attrs) -> dict:
     out = {}
     try:
         keys = list(attrs.keys())[:_MAX_ATTRS]
-    except Exception:  # noqa: BLE001 - a damaged attribute table: no attributes to show
+    except Exception as exc:  # a damaged attribute table: no attributes to show
+        if out_of_memory(exc):
+            raise
         return out
     for key in keys:
         if key in SCALE_ATTRS:
             continue
         try:
+            check_datatype(attrs.get_id(key).get_type(), "it")
             out[key] = plain(attrs[key])
-        except Exception as exc:  # noqa: BLE001 - an attribute of an odd type
+        except Damaged as exc:
+            out[key] = f"<unreadable: {exc}>"
+        except Exception as exc:  # an attribute of an odd type
+            if out_of_memory(exc):
+                raise  # a length the file claims, not an odd type (sinks/hdf5_child.py)
             out[key] = f"<unreadable: {type(exc).__name__}>"
     return out
 
@@ -187,14 +227,8 @@ def dataset_item(name: str, dset) -> Item:
         layout["maxshape"] = tuple(dset.maxshape)
     if stored.byteorder == ">":
         layout["byte order"] = "big-endian on disk"
-    names = None
     shape = dset.shape if dset.shape is not None else ()
-    try:
-        labels = [dim.label for dim in dset.dims] if len(shape) else []
-        if any(labels):
-            names = tuple(label or None for label in labels)
-    except Exception:  # noqa: BLE001 - odd dimension scales are not worth failing over
-        names = None
+    names = _dimension_names(dset, shape)
     try:
         address = h5py.h5o.get_info(dset.id).addr
     except Exception:  # noqa: BLE001 - no address: the dataset just shares storage with nothing
@@ -203,10 +237,25 @@ def dataset_item(name: str, dset) -> Item:
                 names=names, layout=layout, attrs=attrs,
                 storage_id=("hdf5", address), storage_span=(0, math.prod(shape) * element_size), data=dset,
                 read_block=read_block, gather=gather)
+    try:
+        check_datatype(dset.id.get_type(), "it")
+    except Damaged as exc:
+        item.unreadable = str(exc)
     if dset.shape is None:
         item.unreadable = "an empty (null) dataspace"
         item.null_dataspace = True
     return item
+
+
+def _dimension_names(dset, shape: tuple) -> tuple | None:
+    try:
+        check_attribute_types(dset)  # the labels are an attribute, read inside HDF5's own library
+        labels = [dim.label for dim in dset.dims] if len(shape) else []
+    except Exception as exc:  # odd dimension scales are not worth failing over
+        if out_of_memory(exc):
+            raise
+        return None
+    return tuple(label or None for label in labels) if any(labels) else None
 
 
 def _layout(dset) -> str:
