@@ -80,7 +80,7 @@ def _reads_of_readers(path: Path) -> None:
 
     with h5py.File(path, "r", locking=False) as f:
         checked(f, path)
-        for name in ("classes", "path", *ROW_COLUMNS):
+        for name in ("classes", "path", "time", *ROW_COLUMNS):
             if name in f:
                 dataset = f[name]
                 row_bytes = max(1, int(np.prod(dataset.shape[1:], dtype=np.int64))) * max(dataset.dtype.itemsize, 256)
