@@ -33,7 +33,8 @@ def test_help_of_every_command_imports_no_heavy_module():
         "        runpy.run_module('ptmcli', run_name='__main__')\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = [m for m in ('torch', 'torchvision', 'numpy', 'h5py', 'PIL', 'av', 'onnxruntime') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'torchvision', 'numpy', 'h5py', 'PIL', 'av', 'onnxruntime')\n"
+        "         if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

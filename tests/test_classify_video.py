@@ -181,8 +181,8 @@ def test_hostile_videos_fail_one_line_each_and_the_photos_are_done(run_ptm, tmp_
         done = classify(run_ptm, hostile, *args)
         assert done.returncode == 1
         lines = sorted(done.stderr.splitlines())
-        assert [line.split(": ")[1] for line in lines] == [str(hostile / name) for name in
-                                                            ("empty.mp4", "header_only.mp4", "junk.mkv", "truncated.mp4")]
+        names = ("empty.mp4", "header_only.mp4", "junk.mkv", "truncated.mp4")
+        assert [line.split(": ")[1] for line in lines] == [str(hostile / name) for name in names]
         assert lines[0] == f"ptm: {hostile / 'empty.mp4'}: an empty file"
         assert all("cannot decode video" in line or "without a frame" in line for line in lines[1:]), lines
         assert "Traceback" not in done.stderr

@@ -290,7 +290,9 @@ def _container_times(path: str, opened) -> list[float]:
 
 
 def _picture_times(path: str, opened) -> list[float]:
-    from PIL import Image, ImageSequence
+    """An animated picture's frame times; one cut off part way has the frames before the damage
+    (as a photo, Pillow reads its first frame too)."""
+    from PIL import Image
 
     from ptmcli.pixels.decode import quiet_decoders
 
@@ -298,10 +300,18 @@ def _picture_times(path: str, opened) -> list[float]:
     times, pts = [], 0
     with Image.open(opened) as image:
         _check_size(path, image.width, image.height)
-        for frame in ImageSequence.Iterator(image):
-            frame.load()  # as _picture_frames: WebP sets a frame's duration once it is decoded
+        while True:
+            try:
+                image.seek(len(times))
+                image.load()  # as _picture_frames: WebP sets a frame's duration once it is decoded
+            except EOFError:
+                break
+            except Exception:  # a damaged frame ends the frames; none at all fails
+                if not times:
+                    raise
+                break
             times.append(pts / 1000)
-            pts += max(int(frame.info.get("duration") or 100), 10)
+            pts += max(int(image.info.get("duration") or 100), 10)
     return times
 
 
