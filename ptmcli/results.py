@@ -27,6 +27,7 @@ class Classification:
     path: str
     predictions: tuple[Prediction, ...] = ()
     error: str | None = None
+    time: float | None = None  # a sampled frame of a video: its time in seconds (frame_time)
 
     @property
     def ok(self) -> bool:
@@ -35,6 +36,17 @@ class Classification:
     @property
     def status(self) -> str:
         return "ok" if self.ok else "error"
+
+    @property
+    def key(self) -> tuple[str, float | None]:
+        """What names a row of a results file: the path, and for a video's frame its time."""
+        return self.path, self.time
+
+
+# Frame times are kept to the microsecond: every format writes and reads back the same number,
+# and (path, time) names a row on --resume and in merges.
+def frame_time(seconds: float | None) -> float | None:
+    return None if seconds is None else round(float(seconds), 6)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ptmcli.models.registry import DEFAULT_CLASSIFIER
 
 
 def classify(
-    paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively), http(s) URLs, or - to read paths and URLs from stdin.", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Image and video files, folders (searched recursively), http(s) URLs, or - to read paths and URLs from stdin.", show_default=False)],
     top: Annotated[int, typer.Option("--top", "-k", min=1, max=1000, help="How many classes to show per image.")] = 5,
     model: Annotated[str, typer.Option("--model", "-m", help="Any name from `ptm models`.")] = DEFAULT_CLASSIFIER,
     weights: WeightsOpt = None,
@@ -50,8 +50,9 @@ def classify(
     engine: EngineOpt = "local",
     actors: ActorsOpt = None,
     report: ReportOpt = None,
+    every: Annotated[str, typer.Option("--every", help="Videos: classify a frame every N seconds (1s, 0.5s) or every N-th frame (10); one row per frame, with its time.")] = "1s",
 ) -> None:
-    """Classify images with an ImageNet model (ResNet101 by default, as in the book).
+    """Classify images (and frames of videos) with an ImageNet model (ResNet101 by default, as in the book).
 
     Examples:
 
@@ -66,6 +67,8 @@ def classify(
       ptm classify photos/ -o results.h5 --resume --shard 3/8 --save-features
 
       ptm classify photos/ https://example.com/dog.jpg --report report.html
+
+      ptm classify clip.mp4 --every 0.5s --format csv
     """
     from ptmcli.pipeline.classify import ClassifyOptions, run_classify
 
@@ -74,7 +77,7 @@ def classify(
         runtime=runtime, compile=compile, exact_decode=exact_decode, batch_size=batch_size, fmt=fmt.value, offline=offline,
         fail_fast=fail_fast, with_errors=with_errors, output=output, resume=resume, force=force,
         save_probs=save_probs, save_features=save_features, shard=shard, engine=engine, actors=actors,
-        report=report,
+        report=report, every=every,
     )
     raise typer.Exit(run_classify(options, sys.stdin, sys.stdout))
 

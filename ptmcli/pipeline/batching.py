@@ -55,16 +55,36 @@ def prefetch_batches(
     group_key: Callable[[T], Hashable] | None = None,
     depth: int = 2,
     workers: int = 1,
+    together: Callable[[InputItem], Hashable | None] | None = None,
+    load_together: Callable[[list[InputItem]], Iterable[Loaded[T]]] | None = None,
 ) -> Iterator[list[Loaded[T]]]:
     """Yield lists of up to `batch_size` loaded items, in input order.
 
     With `group_key`, a batch holds only values with equal keys (e.g. equal image sizes); failed
-    items ride along with whatever batch is open, so order is kept.
+    items ride along with whatever batch is open, so order is kept. Consecutive items for which
+    `together` gives the same key (not None) are loaded in one call of `load_together`, one
+    Loaded per item in order (the sampled frames of one video: decoded once, in order).
     """
     stop = threading.Event()
-    loads = takewhile(lambda _: not stop.is_set(),
-                      _ordered_loads(items, load, workers, window=batch_size * depth, stop=stop))
+    window = batch_size * depth
+    if together is None or load_together is None:
+        found = _ordered_loads(items, load, workers, window, stop)
+    else:
+        found = _loads_in_runs(items, load, workers, window, stop, together, load_together)
+    loads = takewhile(lambda _: not stop.is_set(), found)
     return prefetch_stream(_grouped(loads, batch_size, group_key), depth, stop)
+
+
+def _loads_in_runs(items: Iterable[InputItem], load: Callable[[str], T], workers: int, window: int,
+                   stop: threading.Event, together: Callable[[InputItem], Hashable | None],
+                   load_together: Callable[[list[InputItem]], Iterable[Loaded[T]]]) -> Iterator[Loaded[T]]:
+    from itertools import groupby
+
+    for key, run in groupby(items, key=together):
+        if key is None:
+            yield from _ordered_loads(run, load, workers, window, stop)
+        else:
+            yield from load_together(list(run))
 
 
 def prefetch_stream(values: Iterator[T], depth: int = 2, stop: threading.Event | None = None) -> Iterator[T]:

@@ -7,7 +7,8 @@ both give the same rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 from ptmcli.pipeline.batching import Loaded, load_failed, prefetch_batches
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ptmcli.models.backends import BackendChoice
+    from ptmcli.pixels.recipes import Preprocess
 
 
 class ClassifierBackend(Protocol):
@@ -59,16 +61,19 @@ def classify_batches(
     probabilities: bool = False,
     features: bool = False,
     fail_fast: bool = False,
+    recipe: "Preprocess | None" = None,
 ) -> Iterator[tuple[list[int], BatchOutput]]:
     """(rows, results) batch by batch, in input order; failed inputs carry their error.
 
     With `fail_fast`, nothing after the first failed input is computed or returned: the batch
-    that holds it is cut there before its forward pass, and the iteration ends.
+    that holds it is cut there before its forward pass, and the iteration ends. The sampled
+    frames of a video (items with a `time`) are decoded together, cropped with `recipe`.
     """
     rows = [row for row, _ in work]
     cursor = 0
     batches = prefetch_batches((item for _, item in work), backend.prepare, batch_size,
-                               workers=backend.decode_workers)
+                               workers=backend.decode_workers, together=_video_of,
+                               load_together=None if recipe is None else partial(_frame_loads, recipe=recipe))
     try:
         for batch in batches:
             batch, failed = first_failure_cut(batch, load_failed) if fail_fast else (batch, False)
@@ -79,6 +84,35 @@ def classify_batches(
                 return
     finally:
         batches.close()
+
+
+def _video_of(item: InputItem) -> str | None:
+    return item.path if item.time is not None and item.error is None else None
+
+
+def _frame_loads(items: list[InputItem], recipe: "Preprocess") -> Iterator[Loaded]:
+    """The sampled frames of one video, decoded once and in order: a crop each, or why not. A
+    video that fails part way fails its frames not yet given (each a line: it is rare, since
+    the plan of the run has read the whole video already)."""
+    from ptmcli.errors import InputError
+    from ptmcli.pixels.sampling import frame_crops
+
+    crops = frame_crops(items[0].path, [item.time for item in items], recipe)
+    done = 0
+    try:
+        for item, crop in zip(items, crops):
+            yield Loaded(item, error=crop) if isinstance(crop, str) else Loaded(item, value=crop)
+            done += 1
+    except InputError as exc:
+        problem = exc.message
+    except MemoryError:
+        problem = f"{items[0].path}: not enough memory to decode this video"
+    else:
+        return
+    finally:
+        crops.close()
+    for item in items[done:]:
+        yield Loaded(item, error=f"{problem} (the frame at {item.time:.3f} s)")
 
 
 def top_predictions(probs: "np.ndarray", order: "np.ndarray",
@@ -111,9 +145,9 @@ def _batch_output(backend: ClassifierBackend, batch: list[Loaded], top: int, pad
     predicted = iter(top_predictions(probs, order, backend.categories))
     return BatchOutput(
         results=[
-            Classification(loaded.item.path, error=loaded.error)
+            Classification(loaded.item.path, error=loaded.error, time=loaded.item.time)
             if loaded.error
-            else Classification(loaded.item.path, next(predicted))
+            else Classification(loaded.item.path, next(predicted), time=loaded.item.time)
             for loaded in batch
         ],
         probabilities=spread(probs, classes) if probabilities else None,
@@ -139,7 +173,7 @@ class ClassifyJob(ChoiceJob):
                 work: Sequence[tuple[int, InputItem]]) -> Iterator[tuple[list[int], BatchOutput]]:
         return classify_batches(backend, work, top=self.top, batch_size=self.batch_size, pad_to=self.pad_to,
                                 probabilities=self.probabilities, features=self.features,
-                                fail_fast=self.fail_fast)
+                                fail_fast=self.fail_fast, recipe=self.choice.spec.preprocess)
 
     def to_columns(self, backend: ClassifierBackend, outputs: list[tuple[list[int], BatchOutput]]) -> dict:
         """Batches as NumPy columns, the form Ray Data carries between actor and driver."""
@@ -155,6 +189,7 @@ class ClassifyJob(ChoiceJob):
         columns = {
             "row": np.asarray([row for rows, _ in outputs for row in rows], dtype=np.int64),
             "error": np.array([r.error or "" for r in results], dtype=object),
+            "time": np.array([np.nan if r.time is None else r.time for r in results], dtype=np.float64),
             "top_index": top_index,
             "top_probability": top_probability,
         }
@@ -163,6 +198,17 @@ class ClassifyJob(ChoiceJob):
         if self.features:
             columns["features"] = np.concatenate([o.features for _, o in outputs])
         return columns
+
+    def from_columns(self, columns: dict, paths: dict[int, str]) -> tuple[list[int], BatchOutput]:
+        """As every job's, with each sampled frame's time."""
+        import math
+
+        rows, output = ChoiceJob.from_columns(self, columns, paths)
+        if "time" not in columns:
+            return rows, output
+        times = [None if math.isnan(t) else float(t) for t in columns["time"]]
+        return rows, BatchOutput([replace(r, time=t) for r, t in zip(output.results, times)],
+                                 output.probabilities, output.features)
 
     def failed(self, path: str, error: str) -> Classification:
         return Classification(path, error=error)

@@ -44,6 +44,7 @@ class ClassifyOptions:
     engine: str = "local"
     actors: int | None = None
     report: str | None = None
+    every: str = "1s"  # videos: which frames are classified (pixels/sampling.py)
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,14 @@ class _Checked:
     shard: object  # Shard | None
     output: Path | None
     report: Path | None = None
+    every: object = None  # Every
 
 
 def check_options(options: ClassifyOptions) -> _Checked:
     """Refuse contradictions and unusable outputs before any input is looked at (exit 2)."""
     from ptmcli.pipeline.engines import check_engine
     from ptmcli.pipeline.shards import parse_shard
+    from ptmcli.pixels.sampling import parse_every
     from ptmcli.sinks.resultfile import check_output, output_kind
 
     if (options.resume or options.force) and not options.output:
@@ -65,6 +68,7 @@ def check_options(options: ClassifyOptions) -> _Checked:
             not options.output or output_kind(options.output) != "hdf5"):
         raise UsageProblem("--save-probs and --save-features need an HDF5 --output", ["e.g. --output results.h5"])
     check_engine(options.engine, options.actors)
+    every = parse_every(options.every)
     shard = parse_shard(options.shard) if options.shard else None
     output = check_output(options.output, options.resume, options.force) if options.output else None
     report = None
@@ -72,7 +76,7 @@ def check_options(options: ClassifyOptions) -> _Checked:
         from ptmcli.sinks.report import check_report
 
         report = check_report(options.report)
-    return _Checked(shard, output, report)
+    return _Checked(shard, output, report, every)
 
 
 def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
@@ -83,14 +87,15 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
     from ptmcli.pipeline.run import Loop, run
 
     checked = check_options(options)
-    inputs, mine, rows = _inputs(options, stdin, checked.shard)
+    inputs, mine, rows = _inputs(options, stdin, checked.shard, checked.every)
     spec, choice, backend = open_classifier(options, len(inputs))
     job = ClassifyJob(choice, top=options.top, batch_size=options.batch_size,
                       pad_to=padded_batch_size(options.batch_size, len(inputs)),
                       probabilities=options.save_probs, features=options.save_features,
                       fail_fast=options.fail_fast, categories=tuple(spec.categories()))
     engine = open_engine(options.engine, job, options.actors, backend)
-    info = _run_info(options, checked, spec, choice, engine, len(inputs))
+    info = _run_info(options, checked, spec, choice, engine, len(inputs),
+                     frame_times=any(entry.item.time is not None for entry in inputs))
     startup.loaded()
 
     sinks, todo = _open_sinks(options, checked, rows, info, stdout or sys.stdout)
@@ -106,19 +111,21 @@ def run_classify(options: ClassifyOptions, stdin: TextIO | None = None, stdout: 
     return outcome.exit_code
 
 
-def _inputs(options: ClassifyOptions, stdin: TextIO | None, shard):
-    """Every input (the whole list), this shard's, and one result row for each of those."""
+def _inputs(options: ClassifyOptions, stdin: TextIO | None, shard, every):
+    """Every input (the whole list, a video as its sampled frames), this shard's, and one
+    result row for each of those."""
     from ptmcli.models.weights import offline_requested
-    from ptmcli.pipeline.inputs import collect, nothing_to_do
+    from ptmcli.pipeline.inputs import collect, nothing_to_do, sample_videos
     from ptmcli.pipeline.shards import select
     from ptmcli.sinks.resultfile import Row
 
-    inputs = collect(options.paths, stdin, offline=offline_requested(options.offline))
+    inputs = collect(options.paths, stdin, offline=offline_requested(options.offline), videos=True)
     problem = nothing_to_do(inputs, "classify")
     if problem is not None:
         raise problem
+    inputs = sample_videos(inputs, every)
     mine = select(inputs, shard)
-    return inputs, mine, [Row(entry.position, entry.item.path) for entry in mine]
+    return inputs, mine, [Row(entry.position, entry.item.path, entry.item.time) for entry in mine]
 
 
 def open_classifier(options: ClassifyOptions, inputs: int):
@@ -134,7 +141,8 @@ def open_classifier(options: ClassifyOptions, inputs: int):
     return spec, choice, backend
 
 
-def _run_info(options: ClassifyOptions, checked: _Checked, spec, choice, engine, inputs_total: int):
+def _run_info(options: ClassifyOptions, checked: _Checked, spec, choice, engine, inputs_total: int,
+              frame_times: bool = False):
     from ptmcli import __version__
     from ptmcli.models.heads import feature_dim
     from ptmcli.models.runtimes import label
@@ -159,6 +167,7 @@ def _run_info(options: ClassifyOptions, checked: _Checked, spec, choice, engine,
         device=engine.device,
         runtime=label(choice.runtime),
         precision=choice.precision,
+        frame_times=frame_times,
     )
 
 
@@ -171,7 +180,7 @@ def _open_sinks(options: ClassifyOptions, checked: _Checked, rows, info, stdout:
         sink = open_results(checked.output, rows, info, options.resume)
         todo = sink.todo
     else:
-        sink = ConsoleSink(options.fmt, stdout, with_errors=options.with_errors)
+        sink = ConsoleSink(options.fmt, stdout, with_errors=options.with_errors, times=info.frame_times)
         todo = range(len(rows))
     if checked.report is None:
         return [sink], todo

@@ -25,6 +25,7 @@ class InputItem:
     path: str
     error: str | None = None
     video: bool = False  # a video or a moving picture: translated frame by frame (pixels/media.py)
+    time: float | None = None  # classify: one sampled frame of the video, at this time (seconds)
 
 
 def _walk_images(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> Iterator[Path]:
@@ -113,6 +114,29 @@ def collect(args: Iterable[str], stdin: TextIO | None = None, offline: bool = Fa
     return [KeyedInput(position, replace(item, video=True) if videos and item.error is None and is_video(item.path)
                        else item, key, root)
             for position, (item, key, root) in enumerate(found)]
+
+
+def sample_videos(inputs: list[KeyedInput], every) -> list[KeyedInput]:
+    """Each video of `inputs` replaced by its sampled frames (pixels/sampling.py, `every`), one
+    input each, numbered again in order; a frame keeps its video's shard key, so a video is never
+    split between shards. A video that cannot be read stays one input, failed with why."""
+    from ptmcli.pixels.sampling import sampled_times
+
+    expanded: list[KeyedInput] = []
+    for entry in inputs:
+        item = entry.item
+        if not item.video or item.error is not None:
+            expanded.append(replace(entry, position=len(expanded)))
+            continue
+        try:
+            times = sampled_times(item.path, every)
+        except InputError as exc:
+            reason = exc.message.removeprefix(f"{item.path}: ")
+            expanded.append(replace(entry, position=len(expanded), item=replace(item, error=reason)))
+            continue
+        for t in times:
+            expanded.append(replace(entry, position=len(expanded), item=replace(item, time=t)))
+    return expanded
 
 
 def collect_inputs(args: Iterable[str], stdin: TextIO | None = None) -> Iterator[InputItem]:

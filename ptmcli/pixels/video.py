@@ -69,15 +69,33 @@ def decoding_video(path: str) -> Iterator[None]:
 
 def video_frames(path: str, clip: Clip) -> Iterator[tuple[Prepared, FrameStamp]]:
     """The frames of `path` in `clip`, in order, the last one marked."""
+    with decoding_video(path):
+        frames = ((Prepared(rgb=_pixels(picture, path, clip), alpha=None), stamp)
+                  for picture, stamp, _ in _pictures(path, clip))
+        yield from _marked(path, frames)
+
+
+def video_pictures(path: str, clip: Clip = Clip()) -> Iterator[tuple["Image.Image", float]]:
+    """The frames of `path` in `clip` as upright RGB pictures at their full size, in order, each
+    with its time in seconds from the start of the video (what `frame_times` lists)."""
+    with decoding_video(path):
+        for picture, _, seconds in _pictures(path, clip):
+            yield picture, seconds
+
+
+def _pictures(path: str, clip: Clip) -> Iterator[tuple["Image.Image", FrameStamp, float]]:
+    opened = _opened(path)
+    if _kind_of(opened) in ("gif", "webp", "apng"):
+        return _picture_frames(path, opened, clip)
+    return _container_frames(path, opened, clip)
+
+
+def _opened(path: str):
     source = input_source(path)
     opened = source if isinstance(source, str) else _as_file(source)
     if _empty(opened):
         raise InputError(f"{path}: an empty file")
-    with decoding_video(path):
-        kind = _kind_of(opened)
-        frames = _picture_frames(path, opened, clip) if kind in ("gif", "webp", "apng") \
-            else _container_frames(path, opened, clip)
-        yield from _marked(path, frames)
+    return opened
 
 
 def _empty(opened) -> bool:
@@ -126,7 +144,7 @@ def _check_size(path: str, width: int, height: int) -> None:
                          "set PTM_MAX_PIXELS to allow them")
 
 
-def _container_frames(path: str, opened, clip: Clip) -> Iterator[tuple[Prepared, FrameStamp]]:
+def _container_frames(path: str, opened, clip: Clip) -> Iterator[tuple["Image.Image", FrameStamp, float]]:
     require_pyav(path)
     import av
 
@@ -155,7 +173,10 @@ def _rate(value) -> Fraction | None:
     return rate if 0 < rate <= _MAX_RATE else None
 
 
-def _decoded(path: str, container, stream, info: VideoStream, clip: Clip) -> Iterator[tuple[Prepared, FrameStamp]]:
+_Frames = Iterator[tuple["Image.Image", FrameStamp, float]]  # a picture, its stamp, its seconds
+
+
+def _decoded(path: str, container, stream, info: VideoStream, clip: Clip) -> _Frames:
     import av
 
     step = Fraction(info.frame_rate[1], info.frame_rate[0]) if info.frame_rate else Fraction(1, 25)
@@ -181,7 +202,7 @@ def _decoded(path: str, container, stream, info: VideoStream, clip: Clip) -> Ite
             _check_size(path, frame.width, frame.height)
             picture = _upright(frame.to_image(), frame.rotation)
             stamp = FrameStamp(count, pts, float(step), last=False, stream=info, skipped=skipped)
-            yield Prepared(rgb=_pixels(picture, path, clip), alpha=None), stamp
+            yield picture, stamp, seconds
             last_pts, count = pts, count + 1
             if clip.frames is not None and count >= clip.frames:
                 return
@@ -202,7 +223,7 @@ def _pixels(image: "Image.Image", path: str, clip: Clip):
     return np.asarray(resized(image.convert("RGB"), path, clip.short_side, clip.even))
 
 
-def _picture_frames(path: str, opened, clip: Clip) -> Iterator[tuple[Prepared, FrameStamp]]:
+def _picture_frames(path: str, opened, clip: Clip) -> Iterator[tuple["Image.Image", FrameStamp, float]]:
     """Animated GIF, WebP and PNG: Pillow's frames and their durations (milliseconds)."""
     from PIL import Image, ImageSequence
 
@@ -220,11 +241,78 @@ def _picture_frames(path: str, opened, clip: Clip) -> Iterator[tuple[Prepared, F
             shows_for = max(int(frame.info.get("duration") or 100), 10)
             if pts / 1000 >= clip.start and (info.end is None or pts / 1000 < info.end):
                 stamp = FrameStamp(count, pts, shows_for / 1000, last=False, stream=info)
-                yield Prepared(rgb=_pixels(to_rgb(frame), path, clip), alpha=None), stamp
+                yield to_rgb(frame), stamp, pts / 1000
                 count += 1
                 if clip.frames is not None and count >= clip.frames:
                     return
             pts += shows_for
+
+
+def frame_times(path: str) -> list[float]:
+    """Every frame's time in seconds from the start of the video, in order, as decoding it gives
+    them (`video_pictures`), read from the demuxer's time stamps without decoding a frame: what a
+    plan of sampled frames is made from. The same boundary as decoding."""
+    with decoding_video(path):
+        opened = _opened(path)
+        if _kind_of(opened) in ("gif", "webp", "apng"):
+            times = _picture_times(path, opened)
+        else:
+            times = _container_times(path, opened)
+    if not times:
+        raise InputError(f"{path}: a video without a frame to decode")
+    return times
+
+
+def _container_times(path: str, opened) -> list[float]:
+    """`_decoded`'s time stamps: the packets' in presentation order, moved forward where they
+    repeat, counted from the stream's start."""
+    require_pyav(path)
+    import av
+
+    with av.open(opened, "r") as container:
+        if not container.streams.video:
+            raise InputError(f"{path}: no video stream in this file")
+        stream = container.streams.video[0]
+        _check_size(path, stream.codec_context.width, stream.codec_context.height)
+        tb = stream.time_base or Fraction(1, 90000)
+        rate = _rate(stream.average_rate) or _rate(stream.guessed_rate)
+        step = Fraction(rate.denominator, rate.numerator) if rate else Fraction(1, 25)
+        first_pts = stream.start_time or 0
+        stamps: list[int] = []
+        for packet in container.demux(stream):
+            if packet.size:
+                stamps.append(packet.pts if packet.pts is not None else round(len(stamps) * step / tb))
+    stamps.sort()
+    for i in range(1, len(stamps)):
+        if stamps[i] <= stamps[i - 1]:
+            stamps[i] = stamps[i - 1] + max(1, round(step / tb))
+    return [float((pts - first_pts) * tb) for pts in stamps]
+
+
+def _picture_times(path: str, opened) -> list[float]:
+    """An animated picture's frame times; one cut off part way has the frames before the damage
+    (as a photo, Pillow reads its first frame too)."""
+    from PIL import Image
+
+    from ptmcli.pixels.decode import quiet_decoders
+
+    quiet_decoders()
+    times, pts = [], 0
+    with Image.open(opened) as image:
+        _check_size(path, image.width, image.height)
+        while True:
+            try:
+                image.seek(len(times))
+                image.load()  # as _picture_frames: WebP sets a frame's duration once it is decoded
+            except EOFError:
+                break
+            except Exception:  # a damaged frame ends the frames; none at all fails
+                if not times:
+                    raise
+                break
+            times.append(pts / 1000)
+            pts += max(int(image.info.get("duration") or 100), 10)
+    return times
 
 
 def estimate_frames(path: str, clip: Clip) -> int:

@@ -12,7 +12,7 @@ from typing import Sequence, TextIO
 
 from ptmcli.results import BatchOutput, Classification
 from ptmcli.sinks.formats import Column, RowStream, pick, rich_table
-from ptmcli.sinks.records import PREDICTION_COLUMNS, json_record, prediction_fields
+from ptmcli.sinks.records import json_record, prediction_columns, prediction_fields
 
 
 def pick_format(requested: str, stream: TextIO) -> str:
@@ -23,21 +23,22 @@ def pick_format(requested: str, stream: TextIO) -> str:
 class ConsoleSink:
     """Streams classifications in one format. `with_errors` adds a row per failed input."""
 
-    def __init__(self, fmt: str, stream: TextIO | None = None, with_errors: bool = False):
+    def __init__(self, fmt: str, stream: TextIO | None = None, with_errors: bool = False, times: bool = False):
         self.stream = stream or sys.stdout
         self.fmt = pick_format(fmt, self.stream)
         self.with_errors = with_errors
-        self._out = RowStream(self.fmt, self.stream, PREDICTION_COLUMNS)
+        self.times = times  # the run has video frames: csv/tsv and the table get a time column
+        self._out = RowStream(self.fmt, self.stream, prediction_columns(times))
 
     def write(self, rows: Sequence[int], batch: BatchOutput) -> None:
         shown = [r for r in batch.results if r.ok or self.with_errors]
         if self.fmt == "table":
             if shown:
-                self._out.table(_table(shown))
+                self._out.table(_table(shown, self.times))
         elif self.fmt in ("json", "jsonl"):
             self._out.records(json_record(r) for r in shown)
         else:
-            self._out.rows(fields for r in shown for fields in prediction_fields(r))
+            self._out.rows(fields for r in shown for fields in prediction_fields(r, self.times))
 
     def close(self) -> None:
         self._out.close()
@@ -55,15 +56,17 @@ _COLUMNS = (Column("file"), Column("#", right=True, overflow="ellipsis"), Column
             Column("class", right=True, overflow="ellipsis", style="dim"))
 
 
-def _table(rows: Sequence[Classification]):
+def _table(rows: Sequence[Classification], times: bool = False):
     from rich.text import Text
 
-    table = rich_table(_COLUMNS, show_lines=False)
+    columns = (_COLUMNS[0], Column("time", right=True), *_COLUMNS[1:]) if times else _COLUMNS
+    table = rich_table(columns, show_lines=False)
     for r in rows:
+        named = [Text(r.path), "" if r.time is None else f"{r.time:.3f} s"] if times else [Text(r.path)]
         if not r.ok:
-            table.add_row(Text(r.path), "", Text(f"error: {r.error}", style="red"), "", "")
+            table.add_row(*named, "", Text(f"error: {r.error}", style="red"), "", "")
             continue
         for p in r.predictions:
-            table.add_row(Text(r.path) if p.rank == 1 else "", str(p.rank), Text(p.label),
+            table.add_row(*(named if p.rank == 1 else [""] * len(named)), str(p.rank), Text(p.label),
                           f"{100 * p.probability:.2f}%", str(p.index), end_section=p is r.predictions[-1])
     return table

@@ -47,7 +47,7 @@ _MOST_INFLATION = 1100
 
 ROW_COLUMNS = ("status", "error", "top_index", "top_label", "top_probability", "probabilities", "features")
 _KINDS = {"status": "iu", "input_index": "iu", "top_index": "iu", "top_probability": "f",
-          "probabilities": "f", "features": "f"}
+          "probabilities": "f", "features": "f", "time": "f"}
 _STRINGS = ("path", "error", "top_label", "classes")
 
 
@@ -80,7 +80,7 @@ def _reads_of_readers(path: Path) -> None:
 
     with h5py.File(path, "r", locking=False) as f:
         checked(f, path)
-        for name in ("classes", "path", *ROW_COLUMNS):
+        for name in ("classes", "path", "time", *ROW_COLUMNS):
             if name in f:
                 dataset = f[name]
                 row_bytes = max(1, int(np.prod(dataset.shape[1:], dtype=np.int64))) * max(dataset.dtype.itemsize, 256)
@@ -143,9 +143,9 @@ def _check_datasets(f, path: Path, top_k: int) -> int:
     import numpy as np
 
     limit = _MOST_INFLATION * max(path.stat().st_size, 1) + (1 << 20)
-    names = ("path", "input_index", "classes", *ROW_COLUMNS)
+    names = ("path", "input_index", "time", "classes", *ROW_COLUMNS)
     for name in names:
-        optional = name in ("probabilities", "features")
+        optional = name in ("probabilities", "features", "time")  # time: runs with video frames
         if optional and name not in f:
             continue
         check(name in f and isinstance(f[name], h5py.Dataset), f"it has no dataset {name!r}")
@@ -161,7 +161,7 @@ def _check_datasets(f, path: Path, top_k: int) -> int:
     n = f["status"].shape[0] if f["status"].ndim == 1 else -1
     check(n >= 0, "status is not one value per row")
     wanted = {"path": (n,), "input_index": (n,), "error": (n,), "top_index": (n, top_k),
-              "top_label": (n, top_k), "top_probability": (n, top_k)}
+              "top_label": (n, top_k), "top_probability": (n, top_k), **({"time": (n,)} if "time" in f else {})}
     classes = f["classes"].shape
     check(len(classes) == 1, "classes is not a list")
     if "probabilities" in f:
@@ -247,6 +247,9 @@ def write_final(dest: Path, attrs: dict, plan: MergePlan, complete: bool = True)
         out.create_dataset("classes", data=classes, dtype=h5py.string_dtype())
         _final_dataset(out, "path", n, (), h5py.string_dtype())
         _final_dataset(out, "input_index", n, (), np.dtype(np.int64))
+        keys = ["path", "input_index", *(["time"] if "time" in first else [])]
+        if "time" in first:
+            _final_dataset(out, "time", n, (), np.dtype(np.float64))
         for name in names:
             dtype = h5py.string_dtype("utf-8", longest_error) if name == "error" else first[name].dtype
             _final_dataset(out, name, n, first[name].shape[1:], dtype)
@@ -256,7 +259,7 @@ def write_final(dest: Path, attrs: dict, plan: MergePlan, complete: bool = True)
         pending = False
         for a in range(0, n, block):
             b = min(n, a + block)
-            columns = _gather(plan, a, b, ["path", "input_index", *names])
+            columns = _gather(plan, a, b, [*keys, *names])
             pending |= bool((columns["status"] == PENDING).any())
             _blank_unfinished(columns, longest_error)
             for name, values in columns.items():

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from ptmcli.atomic import replacing
 from ptmcli.errors import OutputUnwritable
-from ptmcli.results import BatchOutput, Classification
+from ptmcli.results import BatchOutput, Classification, frame_time
 from ptmcli.sinks.hdf5_final import (  # noqa: F401 - merge and compact are this format's too
     ROW_COLUMNS,
     checked,
@@ -115,7 +115,7 @@ def _row_datasets(info: RunInfo, error_bytes: int) -> list[tuple[str, tuple[int,
 def _row_bytes(info: RunInfo) -> int:
     import numpy as np
 
-    total = 8  # input_index
+    total = 16 if info.frame_times else 8  # input_index (and time)
     for name, shape, dtype in _row_datasets(info, ERROR_BYTES):
         if name != "error":  # left as a hole unless the input fails
             total += int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
@@ -163,6 +163,28 @@ def _write_header(f, info: RunInfo, rows: Sequence[Row], layout: str, complete: 
     if layout == "working":
         f.create_dataset("path", data=_vlen_bytes([r.path for r in rows]), dtype=h5py.string_dtype())
         f.create_dataset("input_index", data=np.array([r.position for r in rows], dtype=np.int64))
+        if info.frame_times:  # a video's sampled frame: its time in seconds; NaN for a photo
+            f.create_dataset("time", data=_times(rows), dtype=np.float64)
+
+
+def _times(rows: Sequence[Row]) -> "np.ndarray":
+    import numpy as np
+
+    return np.array([np.nan if r.time is None else r.time for r in rows], dtype=np.float64)
+
+
+def _keys(f) -> list[tuple[bytes, float | None]]:
+    """(path, time) of every row of an open results file: what names a row on --resume."""
+    import math
+
+    paths = [bytes(p) for p in f["path"][...]]
+    times = [None] * len(paths) if "time" not in f else [None if math.isnan(t) else frame_time(t)
+                                                         for t in f["time"][...].tolist()]
+    return list(zip(paths, times))
+
+
+def _row_key(row: Row) -> tuple[bytes, float | None]:
+    return encode(row.path), row.time
 
 
 def _create_working(path: Path, rows: Sequence[Row], info: RunInfo,
@@ -187,14 +209,14 @@ def _copy_rows_by_path(old, new, rows: Sequence[Row]) -> None:
     import numpy as np
 
     old_status = old["status"][...]
-    old_paths = old["path"][...]
-    wanted: dict[bytes, list[int]] = {}
+    old_keys = _keys(old)
+    wanted: dict[tuple, list[int]] = {}
     for i, row in enumerate(rows):
-        wanted.setdefault(encode(row.path), []).append(i)
+        wanted.setdefault(_row_key(row), []).append(i)
     pairs = sorted(
         (new_row, int(old_row))
         for old_row in np.flatnonzero(old_status == OK)
-        for new_row in wanted.get(bytes(old_paths[old_row]), ())
+        for new_row in wanted.get(old_keys[old_row], ())
     )
     # Error text is empty for rows that are ok: leave that field a hole.
     names = [name for name, _, _ in _row_datasets_of(new) if name != "error"]
@@ -225,7 +247,7 @@ class Hdf5Results:
         self.written = 0
         self._file = None
         self._final_already = False
-        self._done: dict[bytes, Classification] = {}
+        self._done: dict[tuple, Classification] = {}
         needed = len(rows) * _row_bytes(info)
         if not (resume and path.exists()):
             check_free_space(path, needed)
@@ -256,11 +278,11 @@ class Hdf5Results:
                     [*problems, "rerun with the options it was made with, or use another --output "
                      "(--force starts it over)"],
                 )
-            old_paths = list(old["path"][...])
+            old_keys = _keys(old)
             done = h5_rows(old, np.flatnonzero(found.status == OK))
-            self._done = {bytes(old_paths[row]): result for row, result in done.items()}
+            self._done = {old_keys[row]: result for row, result in done.items()}
             same_rows = (found.rows == len(rows) and np.array_equal(found.input_index, [r.position for r in rows])
-                         and old_paths == [encode(r.path) for r in rows])
+                         and old_keys == [_row_key(r) for r in rows] and ("time" in old) == self.info.frame_times)
             working = found.attrs.get("layout") == "working"
             if same_rows and not working and bool((found.status == OK).all()):
                 self._final_already = True  # nothing to redo: leave the file untouched
@@ -305,7 +327,7 @@ class Hdf5Results:
     def done_before(self) -> dict:
         """{row: Classification} of the rows an earlier run classified (what --resume skips).
         Call it before the first write."""
-        return {i: self._done[key] for i, key in enumerate(encode(r.path) for r in self.rows)
+        return {i: self._done[key] for i, key in enumerate(_row_key(r) for r in self.rows)
                 if self._status[i] == OK and key in self._done}
 
     def close(self) -> None:
@@ -353,11 +375,13 @@ def h5_rows(f, rows: Iterable[int] | None = None) -> dict[int, Classification]:
     # Whole columns, then pick: one read per dataset however scattered the rows are.
     index, label = f["top_index"][...], f["top_label"].asstr()[...]
     probability, error = f["top_probability"][...], f["error"].asstr()[...]
+    times = f["time"][...] if "time" in f else None
     found = {}
     for row in (int(r) for r in wanted):
         triples = [(index[row, j], label[row, j], probability[row, j])
                    for j in range(index.shape[1]) if index[row, j] >= 0]
-        found[row] = decoded(f"row {row}", str(paths[row]), STATUS_NAMES[int(status[row])], str(error[row]), triples)
+        found[row] = decoded(f"row {row}", str(paths[row]), STATUS_NAMES[int(status[row])], str(error[row]), triples,
+                             None if times is None else float(times[row]))
     return found
 
 

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from ptmcli.atomic import temp_beside, writing
 from ptmcli.errors import InputError, OutputUnwritable, UsageProblem
 from ptmcli.results import BatchOutput, Classification
-from ptmcli.sinks.report_page import Card, Pair, classify_page, zebrafy_page
+from ptmcli.sinks.report_page import Card, Pair, classify_page, strips, zebrafy_page
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,6 +80,18 @@ def file_thumbnail(path: str) -> bytes | None:
         return thumbnail_jpeg(open_image(path, min_short_side=THUMB_SIDE))
     except (InputError, OSError, ValueError, MemoryError):
         return None
+
+
+def frame_thumbnails(path: str, times: Sequence[float]) -> list[bytes | None]:
+    """Thumbnails of a video's frames at `times`, or None for each it cannot give."""
+    from ptmcli.pixels.sampling import frames_at
+
+    found: list[bytes | None] = []
+    try:
+        found = [None if isinstance(jpeg, str) else jpeg for jpeg in frames_at(path, times, thumbnail_jpeg)]
+    except (InputError, OSError, ValueError, MemoryError):
+        pass
+    return found + [None] * (len(times) - len(found))
 
 
 class Thumbnails:
@@ -161,15 +173,17 @@ class ClassifyReport:
     def write(self, rows: Sequence[int], batch: BatchOutput) -> None:
         for row, result in zip(rows, batch.results):
             self.results[row] = result
-            self._srcs[row] = self._thumbs.src(file_thumbnail(result.path)) if result.ok else None
+            if result.time is None:  # a video's frames get theirs when the page is made
+                self._srcs[row] = self._thumbs.src(file_thumbnail(result.path)) if result.ok else None
 
     def _page(self) -> str:
         for row, result in self.results.items():
-            if result.ok and row not in self._srcs:  # done by an earlier run
+            if result.ok and result.time is None and row not in self._srcs:  # done by an earlier run
                 self._srcs[row] = self._thumbs.src(file_thumbnail(result.path))
+        self._frame_thumbnails()
         done = [self.results[row] for row in sorted(self.results)]
-        cards = [Card(self._srcs.get(row), self.results[row]) for row in sorted(self.results)
-                 if self.results[row].ok]
+        cards = strips([Card(self._srcs.get(row), self.results[row]) for row in sorted(self.results)
+                        if self.results[row].ok])
         failed = [r for r in done if not r.ok]
         total = len(self.paths)
         complete = len(done) == total
@@ -178,6 +192,18 @@ class ClassifyReport:
         wall = time.monotonic() - self._clock if self.timed else None
         provenance = [*self.provenance, *common_provenance(self.started, wall, len(cards), len(failed), total)]
         return classify_page("ptm classify report", provenance, status, complete, cards, failed)
+
+    def _frame_thumbnails(self) -> None:
+        """Thumbnails of the sampled frames of each video, decoding it once (none if it cannot be)."""
+        videos: dict[str, list[int]] = {}
+        for row in sorted(self.results):
+            result = self.results[row]
+            if result.ok and result.time is not None and row not in self._srcs:
+                videos.setdefault(result.path, []).append(row)
+        for path, rows in videos.items():
+            jpegs = frame_thumbnails(path, [self.results[row].time for row in rows])
+            for row, jpeg in zip(rows, jpegs):
+                self._srcs[row] = self._thumbs.src(jpeg)
 
     def close(self) -> None:
         if not self._written:

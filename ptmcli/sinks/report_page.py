@@ -28,6 +28,30 @@ class Card:
 
 
 @dataclass(frozen=True)
+class Strip:
+    """The sampled frames of one video, in order: one card each, shown as a strip."""
+
+    cards: tuple[Card, ...]
+
+    @property
+    def path(self) -> str:
+        return self.cards[0].result.path
+
+
+def strips(cards: Sequence[Card]) -> list["Card | Strip"]:
+    """Cards in order, the consecutive frames of each video together as one Strip."""
+    out: list[Card | Strip] = []
+    for card in cards:
+        if card.result.time is None:
+            out.append(card)
+        elif out and isinstance(out[-1], Strip) and out[-1].path == card.result.path:
+            out[-1] = Strip((*out[-1].cards, card))
+        else:
+            out.append(Strip((card,)))
+    return out
+
+
+@dataclass(frozen=True)
 class Pair:
     """One zebrafied input: thumbnails of the input and the output, sizes, time, where it went."""
 
@@ -59,6 +83,9 @@ ol.preds .label{position:relative;padding-left:4px}
 ol.preds .pct{position:absolute;right:4px;top:0}
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;
 vertical-align:top;word-break:break-all}
+.strip{grid-column:1/-1}.strip .frames{display:flex;gap:8px;overflow-x:auto}
+.strip .frame{flex:0 0 160px;font-size:12px}.strip .frame img{max-height:120px}
+.strip .time{color:#666}
 .pairs{display:flex;flex-direction:column;gap:12px}
 .pair{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px;margin:0}
 .pair .sides{display:flex;gap:8px}.pair .sides div{flex:1;text-align:center;font-size:12px;color:#666}
@@ -123,8 +150,35 @@ def _predictions(result: Classification) -> str:
     return f"<ol class=\"preds\">{''.join(items)}</ol>"
 
 
+def _card(card: Card) -> str:
+    r = card.result
+    top = r.predictions[0] if r.predictions else None
+    labels = " | ".join(p.label for p in r.predictions)
+    image = f"<img src=\"{esc(card.src)}\" alt=\"\">" if card.src else ""
+    return (f"<figure class=\"card\" data-label=\"{esc(top.label if top else '')}\" "
+            f"data-confidence=\"{top.probability if top else 0:.6f}\" data-labels=\"{esc(labels)}\">"
+            f"{image}<figcaption><div class=\"name\">{esc(r.path)}</div>{_predictions(r)}</figcaption></figure>")
+
+
+def _strip(strip: Strip) -> str:
+    """A video's sampled frames side by side, each with its time and predictions; it sorts by
+    its most confident frame and is found by any frame's labels."""
+    tops = [c.result.predictions[0] for c in strip.cards if c.result.predictions]
+    best = max((p.probability for p in tops), default=0.0)
+    labels = " | ".join(p.label for c in strip.cards for p in c.result.predictions)
+    frames = []
+    for card in strip.cards:
+        image = f"<img src=\"{esc(card.src)}\" alt=\"\">" if card.src else ""
+        frames.append(f"<div class=\"frame\">{image}<div class=\"time\">{card.result.time:.3f} s</div>"
+                      f"{_predictions(card.result)}</div>")
+    return (f"<figure class=\"card strip\" data-label=\"{esc(tops[0].label if tops else '')}\" "
+            f"data-confidence=\"{best:.6f}\" data-labels=\"{esc(labels)}\"><figcaption><div class=\"name\">"
+            f"{esc(strip.path)} ({len(strip.cards)} frames)</div></figcaption>"
+            f"<div class=\"frames\">{''.join(frames)}</div></figure>")
+
+
 def classify_page(title: str, provenance: Sequence[tuple[str, str]], status: str, complete: bool,
-                  cards: Sequence[Card], failed: Sequence[Classification]) -> str:
+                  cards: Sequence["Card | Strip"], failed: Sequence[Classification]) -> str:
     parts = []
     if cards:
         parts.append(
@@ -133,16 +187,10 @@ def classify_page(title: str, provenance: Sequence[tuple[str, str]], status: str
             "<option value=\"confidence\">confidence</option><option value=\"label\">top label</option>"
             "</select></label></div><div class=\"grid\" id=\"grid\">")
         for card in cards:
-            r = card.result
-            top = r.predictions[0] if r.predictions else None
-            labels = " | ".join(p.label for p in r.predictions)
-            image = f"<img src=\"{esc(card.src)}\" alt=\"\">" if card.src else ""
-            parts.append(
-                f"<figure class=\"card\" data-label=\"{esc(top.label if top else '')}\" "
-                f"data-confidence=\"{top.probability if top else 0:.6f}\" data-labels=\"{esc(labels)}\">"
-                f"{image}<figcaption><div class=\"name\">{esc(r.path)}</div>{_predictions(r)}</figcaption></figure>")
+            parts.append(_strip(card) if isinstance(card, Strip) else _card(card))
         parts.append("</div>")
-    parts.append(_failed_table([(r.path, r.error or "") for r in failed]))
+    parts.append(_failed_table([(r.path if r.time is None else f"{r.path} at {r.time:.3f} s", r.error or "")
+                                for r in failed]))
     return _page(title, provenance, status, complete, "".join(parts), script=bool(cards))
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ptmcli.errors import OutputUnwritable, PtmError
-from ptmcli.results import Classification, Prediction
+from ptmcli.results import Classification, Prediction, frame_time
 from ptmcli.sinks.formats import bytes_text
 
 FORMAT_NAME = "ptm-classify"
@@ -55,6 +55,7 @@ class RunInfo:
     device: str = ""  # where the numbers were computed ("cpu", "cuda:0"): for people, never checked
     runtime: str = ""  # what computed them, with its version ("openvino 2026.4.1"): likewise
     precision: str = ""  # also inside `preprocess`, which --resume and merge check
+    frame_times: bool = False  # the inputs hold sampled video frames: every format has their time
 
     def attrs(self) -> dict:
         return {
@@ -76,10 +77,17 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class Row:
-    """One input of this run: its position in the whole input list and its path."""
+    """One input of this run: its position in the whole input list and its path; for a sampled
+    frame of a video, its time (seconds)."""
 
     position: int
     path: str
+    time: float | None = None
+
+    @property
+    def key(self) -> tuple[str, float | None]:
+        """What names the row in a results file (Classification.key)."""
+        return self.path, self.time
 
 
 # --- the boundary: a damaged results file is one line -------------------------------------------
@@ -146,6 +154,24 @@ def as_probability(value, what: str) -> float:
     return number
 
 
+def as_time(value, what: str) -> float | None:
+    """A sampled frame's time (seconds, at least 0), or None: absent, empty, or NaN (a photo)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise Damaged(f"{what} is {value!r}, not a number") from None
+    check((isinstance(value, (int, float)) and not isinstance(value, bool)) or hasattr(value, "dtype"),
+          f"{what} is {value!r}, not a number")
+    number = float(value)
+    if math.isnan(number):
+        return None
+    check(math.isfinite(number) and 0 <= number < 1e9, f"{what} is {number}, not a time in a video")
+    return frame_time(number)
+
+
 def as_text(value, what: str) -> str:
     check(isinstance(value, str), f"{what} is {value!r}, not text")
     return value
@@ -176,19 +202,21 @@ def label_bytes(categories: Sequence[str]) -> int:
     return max([1, *(len(encode(c)) for c in categories)])
 
 
-def decoded(where: str, path, status: str, error, predictions) -> Classification:
+def decoded(where: str, path, status: str, error, predictions, time=None) -> Classification:
     """Stored fields -> a Classification, each field checked. `predictions` is (index, label,
-    probability) per rank, in rank order; `where` names the row in messages ("line 3")."""
+    probability) per rank, in rank order; `time` a video frame's (None, "" or NaN for a photo);
+    `where` names the row in messages ("line 3")."""
     path = as_text(path, f"{where}: the path")
+    time = as_time(time, f"{where}: the time")
     check(status in ("ok", "error"), f"{where}: the status is {status!r}, not ok or error")
     if status == "error":
-        return Classification(path, error=as_text(error or "", f"{where}: the error") or "failed")
+        return Classification(path, error=as_text(error or "", f"{where}: the error") or "failed", time=time)
     found = []
     for rank, (index, label, probability) in enumerate(predictions, start=1):
         found.append(Prediction(rank=rank, index=as_int(index, f"{where}: class {rank}"),
                                 label=as_text(label, f"{where}: label {rank}"),
                                 probability=as_probability(probability, f"{where}: probability {rank}")))
-    return Classification(path, tuple(found))
+    return Classification(path, tuple(found), time=time)
 
 
 def encoded(result: Classification, top_k: int) -> tuple[str, str, list[tuple[int, str, float]]]:

@@ -25,11 +25,12 @@ from ptmcli.sinks.resultrows import Damaged, Row, RunInfo, as_int, check, decode
 TextRow = tuple[int, Classification]
 
 
-def text_record(fmt: str, position: int, result: Classification, top_k: int):
-    """A result as a JSON object (jsonl) or a list of fields (csv/tsv)."""
+def text_record(fmt: str, position: int, result: Classification, top_k: int, times: bool = False):
+    """A result as a JSON object (jsonl) or a list of fields (csv/tsv; with `times`, a column for
+    video frames' times)."""
     if fmt == "jsonl":
         return {"input_index": position, **json_record(result)}
-    return wide_fields(position, result, top_k)
+    return wide_fields(position, result, top_k, times)
 
 
 def serialize(fmt: str, record) -> str:
@@ -40,8 +41,18 @@ def serialize(fmt: str, record) -> str:
     return buffer.getvalue()
 
 
-def _line(fmt: str, position: int, result: Classification, top_k: int) -> str:
-    return serialize(fmt, text_record(fmt, position, result, top_k))
+def _line(fmt: str, position: int, result: Classification, top_k: int, times: bool = False) -> str:
+    return serialize(fmt, text_record(fmt, position, result, top_k, times))
+
+
+def _has_times(header: list[str] | None) -> bool:
+    """Does a csv/tsv header have the frames' time column? (Files of photo runs, and files
+    written before videos, have none.)"""
+    return header is not None and header[2:3] == ["time"]
+
+
+def _top_k_of(header: list[str]) -> int:
+    return (len(header) - (5 if _has_times(header) else 4)) // 3
 
 
 def _jsonl_rows(text: str) -> list[TextRow]:
@@ -65,7 +76,8 @@ def _jsonl_rows(text: str) -> list[TextRow]:
             check(as_int(p["rank"], f"{where}: a rank", 1) == rank, f"{where}: predictions out of rank order")
             triples.append((p["index"], p["label"], p["probability"]))
         rows.append((as_int(record["input_index"], f"{where}: input_index"),
-                     decoded(where, record["path"], record["status"], record.get("error"), triples)))
+                     decoded(where, record["path"], record["status"], record.get("error"), triples,
+                             record.get("time"))))
     return rows
 
 
@@ -74,19 +86,20 @@ def _wide_rows(text: str, fmt: str) -> tuple[list[TextRow], list[str] | None]:
     header = next(reader, None)
     if header is None:
         return [], None
-    check(header[:4] == ["input_index", "path", "status", "error"] and (len(header) - 4) % 3 == 0,
-          "its header is not ptm's")
-    top_k = (len(header) - 4) // 3
-    check(header == wide_header(top_k), "its header is not ptm's")
+    times = _has_times(header)
+    first = 5 if times else 4  # the first prediction's column
+    check(len(header) >= first and (len(header) - first) % 3 == 0, "its header is not ptm's")
+    check(header == wide_header(_top_k_of(header), times), "its header is not ptm's")
     rows = []
     for fields in reader:
         if not fields:
             continue
         where = f"line {reader.line_num}"
         check(len(fields) == len(header), f"{where} has {len(fields)} fields, the header {len(header)}")
-        triples = [tuple(fields[c:c + 3]) for c in range(4, len(fields), 3) if fields[c] != ""]
+        triples = [tuple(fields[c:c + 3]) for c in range(first, len(fields), 3) if fields[c] != ""]
+        time = fields[2] if times else None
         rows.append((as_int(fields[0], f"{where}: input_index"),
-                     decoded(where, fields[1], fields[2], fields[3], triples)))
+                     decoded(where, fields[1], fields[first - 2], fields[first - 1], triples, time)))
     return rows, header
 
 
@@ -104,7 +117,7 @@ def read_rows(path: Path, fmt: str, top_k: int | None = None) -> tuple[list[Text
     if top_k is not None:
         counts = {len(result.predictions) for _, result in rows if result.ok}
         if header is not None:
-            counts.add((len(header) - 4) // 3)
+            counts.add(_top_k_of(header))
         other = next((n for n in sorted(counts) if n != top_k), None)
         if other is not None:
             raise OutputUnwritable(f"{path} holds {other} classes per input, this run {top_k}",
@@ -134,38 +147,44 @@ class TextResults:
         self.rows = rows
         self.info = info
         self.written = 0
-        self._done: dict[str, Classification] = {}
+        self._done: dict[tuple, Classification] = {}
         self._rewrite = False
+        self.times = info.frame_times  # csv/tsv: a time column (a file being resumed decides)
         mode = "w"
         if resume and path.exists():
             self._done = self._reopen()
             mode = "a"
-        self.todo = [i for i, row in enumerate(rows) if row.path not in self._done]
+        self.todo = [i for i, row in enumerate(rows) if row.key not in self._done]
         self._pending = set(self.todo)
         try:
             self._handle = open(path, mode, encoding="utf-8", errors="surrogateescape", newline="")
             if mode == "w" and fmt != "jsonl":
-                self._handle.write(serialize(fmt, wide_header(info.top_k)))
+                self._handle.write(serialize(fmt, wide_header(info.top_k, self.times)))
                 self._handle.flush()
         except OSError as exc:
             raise OutputUnwritable(f"cannot write {self.path} ({exc.strerror or exc})") from None
 
-    def _reopen(self) -> dict[str, Classification]:
+    def _reopen(self) -> dict[tuple, Classification]:
         """Read what an earlier run wrote (refusing a damaged file untouched); drop a cut-off line."""
-        found, complete, _ = read_rows(self.path, self.fmt, self.info.top_k)
-        latest = {result.path: result for _, result in found}
+        found, complete, header = read_rows(self.path, self.fmt, self.info.top_k)
+        if header is not None:
+            if self.times and not _has_times(header):
+                raise OutputUnwritable(f"{self.path} has no column for video frames' times, and this run "
+                                       "classifies video frames", ["use another --output for this run"])
+            self.times = _has_times(header)
+        latest = {result.key: result for _, result in found}
         self._rewrite = bool(found)
         try:
             with open(self.path, "r+b") as handle:
                 handle.truncate(complete)
                 if self.fmt != "jsonl" and complete == 0:
-                    handle.write(serialize(self.fmt, wide_header(self.info.top_k)).encode())
+                    handle.write(serialize(self.fmt, wide_header(self.info.top_k, self.times)).encode())
         except OSError as exc:
             raise write_failed(self.path, exc, len(found)) from None
         return {p: result for p, result in latest.items() if result.ok}
 
     def write(self, local_rows: Sequence[int], batch: BatchOutput) -> None:
-        text = "".join(_line(self.fmt, self.rows[row].position, result, self.info.top_k)
+        text = "".join(_line(self.fmt, self.rows[row].position, result, self.info.top_k, self.times)
                        for row, result in zip(local_rows, batch.results))
         try:
             self._handle.write(text)
@@ -181,7 +200,7 @@ class TextResults:
 
     def done_before(self) -> dict:
         """{row: Classification} of the rows an earlier run classified (what --resume skips)."""
-        return {i: self._done[row.path] for i, row in enumerate(self.rows) if row.path in self._done}
+        return {i: self._done[row.key] for i, row in enumerate(self.rows) if row.key in self._done}
 
     def abort(self) -> None:
         try:
@@ -203,10 +222,10 @@ class TextResults:
         """One line per input, in input order (the latest line of each path wins)."""
         with reading(self.path, "resume"):
             found, _, _ = read_rows(self.path, self.fmt, self.info.top_k)
-        latest = {result.path: result for _, result in found}
+        latest = {result.key: result for _, result in found}
         k = self.info.top_k
-        lines = [] if self.fmt == "jsonl" else [serialize(self.fmt, wide_header(k))]
-        lines += [_line(self.fmt, row.position, latest[row.path], k) for row in self.rows]
+        lines = [] if self.fmt == "jsonl" else [serialize(self.fmt, wide_header(k, self.times))]
+        lines += [_line(self.fmt, row.position, latest[row.key], k, self.times) for row in self.rows]
         atomic_write_text(self.path, "".join(lines))
 
 
@@ -228,9 +247,10 @@ def merge_files(sources: list[Path], dest: Path, fmt: str, partial: bool = False
         if a == b:
             raise OutputUnwritable(f"input {a} appears more than once",
                                    ["merge each shard once; an interrupted shard is put in order by --resume"])
-    top_k = (len(header) - 4) // 3 if header else max((len(r.predictions) for _, r in merged), default=0)
+    top_k = _top_k_of(header) if header else max((len(r.predictions) for _, r in merged), default=0)
+    times = _has_times(header)
     lines = [] if fmt == "jsonl" else [serialize(fmt, header or wide_header(top_k))]
-    lines += [_line(fmt, position, result, top_k) for position, result in merged]
+    lines += [_line(fmt, position, result, top_k, times) for position, result in merged]
     atomic_write_text(dest, "".join(lines))
 
 

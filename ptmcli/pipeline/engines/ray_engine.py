@@ -51,8 +51,11 @@ class JobActor:
     def __call__(self, batch: dict) -> dict:
         from ptmcli.pipeline.inputs import InputItem
 
-        work = [(int(row), InputItem(str(path), error=str(error) or None, video=bool(video)))
-                for row, path, error, video in zip(batch["row"], batch["path"], batch["input_error"], batch["video"])]
+        times = batch["time"] if "time" in batch else [float("nan")] * len(batch["row"])
+        work = [(int(row), InputItem(str(path), error=str(error) or None, video=bool(video),
+                                     time=None if t != t else float(t)))  # NaN: not a frame
+                for row, path, error, video, t in zip(batch["row"], batch["path"], batch["input_error"],
+                                                      batch["video"], times)]
         return self.job.to_columns(self.backend, list(self.job.batches(self.backend, work)))
 
 
@@ -138,7 +141,8 @@ class RayEngine:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         dataset = ray.data.from_items(
-            [{"row": row, "path": item.path, "input_error": item.error or "", "video": item.video}
+            [{"row": row, "path": item.path, "input_error": item.error or "", "video": item.video,
+              "time": float("nan") if item.time is None else item.time}
              for row, item in work]
         )
         computed = dataset.map_batches(
